@@ -1,0 +1,1 @@
+"""Change data capture: Postgres logical replication (pgoutput or wal2json) into change events."""

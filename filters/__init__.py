@@ -1,0 +1,1 @@
+"""Subscription filters: parse (pglast / object form / PostgREST), compile with SQL semantics, index."""

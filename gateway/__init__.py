@@ -1,0 +1,1 @@
+"""The aiohttp gateway: WebSocket channels, presence, history, REST API, keys and limits."""

@@ -1,0 +1,216 @@
+"""``History`` on Postgres: offsets and messages written in batches off the hot path.
+
+How a publish becomes durable (the ack rule): ``append`` queues the message and waits. One
+writer task takes everything queued, and in ONE transaction bumps each channel's offset counter
+(``channel_offsets``, row-locked, so several nodes never hand out the same offset), inserts the
+rows and applies count retention, then commits. Only after the commit does it call
+``on_durable`` for each message in offset order and wake the callers. So an acked message is
+committed, and subscribers only ever see committed messages.
+
+Batching is natural: while one batch commits, new messages queue for the next (at most
+``batch_max`` per transaction, after an optional ``flush_interval`` to gather more).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import msgspec
+import structlog
+
+from gateway.errors import NuvemError
+from gateway.history import HistoryPage, OnDurable, Publication, Retention
+
+_log = structlog.get_logger("gateway.history")
+_enc = msgspec.json.Encoder()
+_dec = msgspec.json.Decoder()
+
+_BUMP_OFFSETS = """
+INSERT INTO nuvem_realtime.channel_offsets AS o (channel, latest)
+SELECT * FROM unnest(%s::text[], %s::bigint[])
+ON CONFLICT (channel) DO UPDATE SET latest = o.latest + excluded.latest
+RETURNING channel, latest
+"""
+_INSERT = """
+INSERT INTO nuvem_realtime.history (channel, msg_offset, event, payload, publisher, published_at)
+SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::jsonb[], %s::text[], %s::timestamptz[])
+"""
+_TRIM_COUNT = "DELETE FROM nuvem_realtime.history WHERE channel = %s AND msg_offset <= %s"
+_TRIM_AGE = "DELETE FROM nuvem_realtime.history WHERE channel = %s AND published_at < %s"
+_COLUMNS = "msg_offset, event, payload::text, publisher, published_at"
+
+
+class _Pending:
+    __slots__ = ("channel", "event", "payload_json", "payload", "publisher", "retention", "future")
+
+    def __init__(self, channel: str, event: str, payload: Any, publisher: str | None,
+                 retention: Retention, future: asyncio.Future[Publication]) -> None:
+        self.channel = channel
+        self.event = event
+        self.payload = payload
+        self.payload_json = _enc.encode(payload).decode()
+        self.publisher = publisher
+        self.retention = retention
+        self.future = future
+
+
+class HistoryPostgres:
+    def __init__(self, pool: Any, *, on_durable: OnDurable, batch_max: int = 500,
+                 flush_interval: float = 0.0, sweep_interval: float = 10.0) -> None:
+        self._pool = pool
+        self._on_durable = on_durable
+        self._batch_max = batch_max
+        self._flush_interval = flush_interval
+        self._sweep_interval = sweep_interval
+        self._queue: list[_Pending] = []
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self._age_rules: dict[str, float] = {}   # channel -> max age seen, for the sweeper
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._write_loop(), name="history-writer"),
+                       asyncio.create_task(self._sweep_loop(), name="history-sweeper")]
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wakeup.set()
+        for t in self._tasks[1:]:
+            t.cancel()
+        # the writer drains the queue before it returns
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def append(self, channel: str, event: str, payload: Any, *, publisher: str | None,
+                     retention: Retention) -> Publication:
+        if self._closing:
+            raise NuvemError("unavailable", "the server is shutting down; message not stored",
+                             hint="reconnect and publish again")
+        fut: asyncio.Future[Publication] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(channel, event, payload, publisher, retention, fut))
+        self._wakeup.set()
+        return await fut
+
+    # ------------------------------------------------------------ writer
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            if self._flush_interval and len(self._queue) < self._batch_max and not self._closing:
+                await asyncio.sleep(self._flush_interval)
+            batch, self._queue = self._queue[: self._batch_max], self._queue[self._batch_max:]
+            if not self._queue:
+                self._wakeup.clear()
+            if batch:
+                await self._write_batch(batch)
+            elif self._closing:
+                return
+
+    async def _write_batch(self, batch: list[_Pending]) -> None:
+        now = datetime.now(timezone.utc)
+        counts: dict[str, int] = {}
+        for p in batch:
+            counts[p.channel] = counts.get(p.channel, 0) + 1
+        channels = sorted(counts)   # a fixed lock order across nodes: no deadlocks
+        try:
+            async with self._pool.connection() as conn:
+                async with conn.transaction():
+                    cur = await conn.execute(_BUMP_OFFSETS, (channels, [counts[c] for c in channels]))
+                    latest = dict(await cur.fetchall())
+                    next_offset = {c: latest[c] - counts[c] + 1 for c in channels}
+                    pubs: list[Publication] = []
+                    for p in batch:
+                        off = next_offset[p.channel]
+                        next_offset[p.channel] = off + 1
+                        pubs.append(Publication(p.channel, off, p.event, p.payload, now, p.publisher))
+                    await conn.execute(_INSERT, (
+                        [p.channel for p in pubs], [p.offset for p in pubs], [p.event for p in pubs],
+                        [q.payload_json for q in batch], [p.publisher for p in pubs], [now] * len(pubs)))
+                    for c in channels:
+                        rule = next(p.retention for p in reversed(batch) if p.channel == c)
+                        if rule.max_age_seconds is not None:
+                            self._age_rules[c] = rule.max_age_seconds
+                        if rule.max_count is not None:
+                            await conn.execute(_TRIM_COUNT, (c, latest[c] - rule.max_count))
+        except Exception as e:  # the database failed: nothing in this batch was stored
+            _log.error("history batch failed", error=repr(e), messages=len(batch))
+            err = NuvemError("unavailable", "the message store is unavailable; message not stored",
+                             hint="retry with backoff")
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(err)
+            return
+        for pub in pubs:
+            try:
+                await self._on_durable(pub)
+            except Exception as e:  # stored but not fanned out live: resume with `since` recovers it
+                _log.error("fan-out failed", channel=pub.channel, offset=pub.offset, error=repr(e))
+        for p, pub in zip(batch, pubs):
+            if not p.future.done():
+                p.future.set_result(pub)
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            try:
+                async with self._pool.connection() as conn:
+                    for channel, age in list(self._age_rules.items()):
+                        cutoff = datetime.now(timezone.utc) - timedelta(seconds=age)
+                        await conn.execute(_TRIM_AGE, (channel, cutoff))
+            except Exception as e:
+                _log.warning("history sweep failed", error=repr(e))
+
+    # ------------------------------------------------------------ reads
+
+    async def _floor(self, conn: Any, channel: str, retention: Retention) -> tuple[int, int, datetime | None]:
+        """(latest offset, highest offset dropped by count, oldest timestamp kept by age)."""
+        cur = await conn.execute(
+            "SELECT latest FROM nuvem_realtime.channel_offsets WHERE channel = %s", (channel,))
+        row = await cur.fetchone()
+        latest = row[0] if row else 0
+        floor = max(0, latest - retention.max_count) if retention.max_count is not None else 0
+        cutoff = (datetime.now(timezone.utc) - timedelta(seconds=retention.max_age_seconds)
+                  if retention.max_age_seconds is not None else None)
+        return latest, floor, cutoff
+
+    async def _earliest(self, conn: Any, channel: str, latest: int, floor: int, cutoff: datetime | None) -> int:
+        cur = await conn.execute(
+            "SELECT min(msg_offset) FROM nuvem_realtime.history WHERE channel = %s AND msg_offset > %s"
+            " AND (%s::timestamptz IS NULL OR published_at >= %s)", (channel, floor, cutoff, cutoff))
+        row = await cur.fetchone()
+        return row[0] if row and row[0] is not None else latest + 1
+
+    async def bounds(self, channel: str, *, retention: Retention) -> tuple[int, int]:
+        async with self._pool.connection() as conn:
+            latest, floor, cutoff = await self._floor(conn, channel, retention)
+            return await self._earliest(conn, channel, latest, floor, cutoff), latest
+
+    async def read(self, channel: str, *, limit: int = 50, before: int | None = None,
+                   since: int | None = None, retention: Retention) -> HistoryPage:
+        async with self._pool.connection() as conn:
+            latest, floor, cutoff = await self._floor(conn, channel, retention)
+            where = ("channel = %s AND msg_offset > %s AND (%s::timestamptz IS NULL OR published_at >= %s)")
+            args: list[Any] = [channel, floor, cutoff, cutoff]
+            if since is not None:
+                where += " AND msg_offset > %s"
+                args.append(since)
+                order = "ASC"
+            else:
+                if before is not None:
+                    where += " AND msg_offset < %s"
+                    args.append(before)
+                order = "DESC"
+            cur = await conn.execute(
+                f"SELECT {_COLUMNS} FROM nuvem_realtime.history WHERE {where}"
+                f" ORDER BY msg_offset {order} LIMIT %s", (*args, limit))
+            rows = await cur.fetchall()
+            if order == "DESC":
+                rows.reverse()
+            earliest = await self._earliest(conn, channel, latest, floor, cutoff)
+        messages = [Publication(channel, off, event, _dec.decode(payload) if payload is not None else None,
+                                at, publisher) for off, event, payload, publisher, at in rows]
+        next_before = messages[0].offset if messages and messages[0].offset > earliest else None
+        return HistoryPage(channel=channel, messages=messages, next_before=next_before,
+                           latest_offset=latest, earliest_offset=earliest)

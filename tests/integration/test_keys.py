@@ -164,3 +164,40 @@ async def test_channel_registry(pool):
         with pytest.raises(NuvemError) as e:
             await reg.create("x", **kwargs)
         assert e.value.details["field"] == field
+
+
+def _cli(*args: str, env: dict | None = None):
+    import os
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "gateway.cli", "keys", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=60)
+
+
+async def test_keys_cli_create_list_revoke(pool, pg_dsn):
+    created = await asyncio.to_thread(_cli, "create", "--plan", "builder", "--publishable", "--channels",
+                                      "chat:*, orders:*", "--owner", "acme", "--database-url", pg_dsn)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("nv_live_") and "\n" not in key and "not shown again" in created.stderr
+    p = await Authenticator(pool).authenticate(key)
+    assert (p.plan.name, p.kind, p.owner_id, p.channel_patterns) == ("builder", "publishable", "acme",
+                                                                      ("chat:*", "orders:*"))
+    listed = await asyncio.to_thread(_cli, "list", "--json", env={"NUVEM_DATABASE_URL": pg_dsn})
+    assert listed.returncode == 0, listed.stderr
+    assert key not in listed.stdout and p.key_id in listed.stdout
+    revoked = await asyncio.to_thread(_cli, "revoke", p.key_id, "--database-url", pg_dsn)
+    assert revoked.returncode == 0 and (await KeyStore(pool).list())[0].revoked_at is not None
+    missing = await asyncio.to_thread(_cli, "revoke", "key_nope", "--database-url", pg_dsn)
+    assert missing.returncode == 1 and "no API key with id 'key_nope'" in missing.stderr
+    bad = await asyncio.to_thread(_cli, "create", "--channels", "chat room", "--database-url", pg_dsn)
+    assert bad.returncode == 1 and "invalid channel pattern" in bad.stderr
+
+
+async def test_keys_cli_token(pool):
+    key, _ = await KeyStore(pool).create()
+    out = await asyncio.to_thread(_cli, "token", "--user", "usr_1", "--channels", "chat:*", "--expires-in", "60",
+                                  env={"NUVEM_API_KEY": key})
+    assert out.returncode == 0, out.stderr
+    p = await Authenticator(pool).authenticate(out.stdout.strip())
+    assert p.user_id == "usr_1" and p.can_access("chat:x") and not p.can_access("orders:x")

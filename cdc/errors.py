@@ -27,6 +27,7 @@ __all__ = [
     "ConnectionLost",
     "ConnectionFailed",
     "ReplicaIdentityWarning",
+    "InvalidArgument",
 ]
 
 
@@ -191,3 +192,12 @@ class ReplicaIdentityWarning:
 
     def __str__(self) -> str:
         return f"{self.message} (hint: {self.hint})"
+
+
+class InvalidArgument(CDCError):
+    """Bad input from the caller (a slot name, an LSN, a table list)."""
+
+    fault = "client"
+
+    def __init__(self, message: str, *, hint: str) -> None:
+        super().__init__(message, hint=hint)

@@ -1,0 +1,104 @@
+"""``create_app(config)``: the aiohttp application with every shared object under gateway.appkeys.
+
+Startup (cleanup_ctx, in order): open the Postgres pool, apply migrations, build the backends
+(memory broker and presence, Postgres history, memory limits with Postgres usage counts), start
+the node. Shutdown: on_shutdown closes every WebSocket with ``server_shutdown``; cleanup stops
+the node (flushing accepted messages), the limits and the pool, awaiting every background task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
+
+from gateway import ws
+from gateway.appkeys import AUTH, CHANNELS, CONFIG, DB, LIMITS, NODE
+from gateway.auth import Authenticator
+from gateway.broker_memory import MemoryBroker
+from gateway.channels import ChannelRegistry
+from gateway.config import Config
+from gateway.errors import NuvemError
+from gateway.history import Retention
+from gateway.history_postgres import HistoryPostgres
+from gateway.limits_memory import MemoryLimits
+from gateway.migrate import migrate
+from gateway.node import Node
+from gateway.presence_memory import MemoryPresence
+
+_log = structlog.get_logger("gateway.app")
+
+
+def create_app(config: Config) -> web.Application:
+    if not config.database_url:
+        raise ValueError("create_app needs config.database_url (serve starts the embedded Postgres first)")
+    app = web.Application(middlewares=[_errors_middleware])
+    app[CONFIG] = config
+    app.cleanup_ctx.append(_backends)
+    app.router.add_get("/healthz", _healthz)
+    ws.add_routes(app)
+    try:
+        from gateway import rest
+    except ModuleNotFoundError as e:  # pragma: no cover - only while the REST module is missing
+        if e.name != "gateway.rest":
+            raise
+        _log.warning("gateway.rest not available: REST API disabled")
+    else:
+        rest.add_routes(app)
+    return app
+
+
+async def _backends(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    applied = await migrate(config.database_url)
+    if applied:
+        _log.info("migrations applied", names=applied)
+    pool = AsyncConnectionPool(config.database_url, min_size=config.db_pool_min, max_size=config.db_pool_max,
+                               open=False, kwargs={"autocommit": True})
+    await pool.open(wait=True)
+    limits = MemoryLimits(pool)
+    channels = ChannelRegistry(pool)
+    node_ref: list[Node] = []
+
+    async def on_durable(pub):  # the history writer hands committed messages to the node
+        await node_ref[0]._on_durable(pub)
+
+    history = HistoryPostgres(pool, on_durable=on_durable, batch_max=config.history_batch_max,
+                              flush_interval=config.history_flush_interval,
+                              sweep_interval=config.history_sweep_interval)
+    node = Node(broker=MemoryBroker(), presence=MemoryPresence(ttl=config.presence_ttl), history=history,
+                limits=limits, channels=channels, presence_ttl=config.presence_ttl,
+                default_retention=Retention(config.history_max_count, config.history_max_age_seconds))
+    node_ref.append(node)
+    app[DB] = pool
+    app[LIMITS] = limits
+    app[CHANNELS] = channels
+    app[AUTH] = Authenticator(pool)
+    app[NODE] = node
+    await node.start()
+    try:
+        yield
+    finally:
+        await node.close()
+        await limits.close()
+        await pool.close()
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    try:
+        async with request.app[DB].connection(timeout=2.0) as conn:
+            await conn.execute("SELECT 1")
+    except Exception as e:
+        return web.json_response({"status": "unavailable", "database": repr(e)}, status=503)
+    return web.json_response({"status": "ok", "node": request.app[NODE].node_id})
+
+
+@web.middleware
+async def _errors_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """NuvemError -> {"error": {...}} with the table's HTTP status, for every HTTP route."""
+    try:
+        return await handler(request)
+    except NuvemError as e:
+        return web.json_response(e.to_dict(), status=e.http_status)

@@ -1,0 +1,145 @@
+"""This node's channels -> local subscriptions, and each connection's bounded send queue.
+
+A broadcast is encoded once (``protocol.ws_text_frame``) and the same bytes are written to every
+subscriber's ``Outbox``. Writing never waits: an ``Outbox`` writes straight to the socket while
+the socket keeps up, queues (bounded) while it does not, and calls ``on_overflow`` (the
+connection then closes with ``slow_consumer``) when the queue is full. A slow client therefore
+never delays delivery to the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+
+class Transport(Protocol):
+    def write(self, data: bytes) -> None: ...
+    def get_write_buffer_size(self) -> int: ...
+    def is_closing(self) -> bool: ...
+
+
+class Outbox:
+    """One connection's send queue of complete WebSocket frames (never blocks the caller).
+
+    ``high_water``: bytes the transport may buffer before we hold frames back in our queue;
+    ``max_messages``/``max_bytes``: the queue's bounds; past them ``on_overflow`` is called once
+    and everything queued is dropped."""
+
+    _POLL = 0.005   # how often a backlogged outbox checks whether the socket drained
+
+    def __init__(self, transport: Transport, *, on_overflow: Callable[[], None], max_messages: int = 1000,
+                 max_bytes: int = 4 << 20, high_water: int = 256 << 10) -> None:
+        self._transport = transport
+        self._on_overflow = on_overflow
+        self._max_messages = max_messages
+        self._max_bytes = max_bytes
+        self._high_water = high_water
+        self._backlog: deque[bytes] = deque()
+        self._backlog_bytes = 0
+        self._flusher: asyncio.Task[None] | None = None
+        self.closed = False
+
+    def send(self, frame: bytes) -> None:
+        if self.closed:
+            return
+        t = self._transport
+        if not self._backlog and t.get_write_buffer_size() <= self._high_water:
+            if not t.is_closing():
+                t.write(frame)
+            return
+        self._backlog.append(frame)
+        self._backlog_bytes += len(frame)
+        if len(self._backlog) > self._max_messages or self._backlog_bytes > self._max_bytes:
+            self.close()
+            self._on_overflow()
+        elif self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    @property
+    def queued(self) -> int:
+        return len(self._backlog)
+
+    def close(self) -> None:
+        """Stop sending and drop what is queued."""
+        self.closed = True
+        self._backlog.clear()
+        self._backlog_bytes = 0
+        if self._flusher is not None and self._flusher is not asyncio.current_task():
+            self._flusher.cancel()
+        self._flusher = None
+
+    async def _flush(self) -> None:
+        t = self._transport
+        try:
+            while self._backlog and not self.closed:
+                if t.is_closing():
+                    self.close()
+                    return
+                while self._backlog and t.get_write_buffer_size() <= self._high_water:
+                    frame = self._backlog.popleft()
+                    self._backlog_bytes -= len(frame)
+                    t.write(frame)
+                if self._backlog:
+                    await asyncio.sleep(self._POLL)
+        finally:
+            if self._flusher is asyncio.current_task():
+                self._flusher = None
+
+
+class Subscription:
+    """One connection's membership of one channel on this node.
+
+    While ``buffer`` is a list (a join replaying history), broadcasts are held there as
+    (offset or None, frame) instead of being sent, so the join can dedupe at the seam."""
+
+    __slots__ = ("channel", "outbox", "conn_key", "buffer", "lease", "tracked")
+
+    def __init__(self, channel: str, outbox: Outbox, conn_key: str) -> None:
+        self.channel = channel
+        self.outbox = outbox
+        self.conn_key = conn_key
+        self.buffer: list[tuple[int | None, bytes]] | None = None
+        self.lease: Any = None
+        self.tracked = False
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._channels: dict[str, dict[int, Subscription]] = {}
+
+    def add(self, sub: Subscription) -> bool:
+        """Add; True if it is the channel's first subscription on this node."""
+        subs = self._channels.setdefault(sub.channel, {})
+        subs[id(sub)] = sub
+        return len(subs) == 1
+
+    def remove(self, sub: Subscription) -> bool:
+        """Remove; True if the channel has no subscription left on this node."""
+        subs = self._channels.get(sub.channel)
+        if subs is None or subs.pop(id(sub), None) is None:
+            return False
+        if not subs:
+            del self._channels[sub.channel]
+            return True
+        return False
+
+    def broadcast(self, channel: str, frame: bytes, offset: int | None = None) -> int:
+        """Write ``frame`` to every subscription of ``channel``; returns how many."""
+        subs = self._channels.get(channel)
+        if not subs:
+            return 0
+        for sub in tuple(subs.values()):
+            if sub.buffer is None:
+                sub.outbox.send(frame)
+            else:
+                sub.buffer.append((offset, frame))
+        return len(subs)
+
+    def count(self, channel: str) -> int:
+        return len(self._channels.get(channel, ()))
+
+    def channels(self) -> dict[str, int]:
+        return {name: len(subs) for name, subs in self._channels.items()}

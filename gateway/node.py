@@ -1,0 +1,237 @@
+"""The realtime engine of one process: publish, subscribe with resume, presence, history.
+
+Backends are injected (broker, presence store, history, limits, channel registry); nothing in
+here knows which implementation runs, and the backends call back into the node only through
+``BrokerHandler`` (``on_publication``/``on_presence``) and history's ``on_durable``.
+
+Publish path: validate -> limits.admit_message -> history.append (offset, durable batch) ->
+on_durable -> broker.publish -> every node's on_publication -> hub (one encode per node).
+A message is acked only after that, so an acked message is durable; a message rejected by a
+limit is neither stored, delivered nor counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from gateway import protocol
+from gateway.broker import Broker
+from gateway.channels import validate_channel_name
+from gateway.errors import NuvemError
+from gateway.history import History, HistoryPage, Publication, Retention
+from gateway.hub import Hub, Subscription
+from gateway.presence import PresenceStore
+
+if TYPE_CHECKING:
+    from gateway.auth import Principal
+    from gateway.channels import ChannelConfig, ChannelRegistry
+    from gateway.limits import Limits
+
+__all__ = ["Node", "Publication", "HistoryPage"]
+
+_log = structlog.get_logger("gateway.node")
+_REPLAY_PAGE = 500
+MAX_EVENT_LENGTH = 200
+
+
+class Node:
+    def __init__(self, *, broker: Broker, presence: PresenceStore, history: History, limits: "Limits",
+                 channels: "ChannelRegistry", default_retention: Retention, presence_ttl: float = 30.0,
+                 node_id: str | None = None) -> None:
+        self.node_id = node_id or uuid.uuid4().hex[:12]
+        self.hub = Hub()
+        self._broker = broker
+        self._presence = presence
+        self._history = history
+        self._limits = limits
+        self._channels = channels
+        self._default_retention = default_retention
+        self._presence_ttl = presence_ttl
+        self._tracked: set[tuple[str, str]] = set()      # (channel, conn_key) tracked by this node
+        self._broker_subscribing: dict[str, asyncio.Future[None]] = {}
+        self._refresher: asyncio.Task[None] | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        await self._broker.start(self)
+        await self._history.start()
+        self._refresher = asyncio.create_task(self._refresh_presence(), name="presence-refresh")
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            await asyncio.gather(self._refresher, return_exceptions=True)
+        await self._history.close()
+        await self._broker.close()
+
+    # ---------------------------------------------------------------- BrokerHandler
+
+    def on_publication(self, pub: Publication) -> None:
+        msg = protocol.Message(channel=pub.channel, offset=pub.offset, event=pub.event, payload=pub.payload,
+                               published_at=pub.published_at, publisher=pub.publisher)
+        self.hub.broadcast(pub.channel, protocol.ws_text_frame(protocol.encode(msg)), pub.offset)
+
+    def on_presence(self, channel: str, event: str, user: dict[str, Any]) -> None:
+        diff = protocol.PresenceDiff(channel=channel, event=event, user=user)
+        self.hub.broadcast(channel, protocol.ws_text_frame(protocol.encode(diff)))
+
+    async def _on_durable(self, pub: Publication) -> None:
+        await self._broker.publish(pub)
+
+    # ---------------------------------------------------------------- publish and history
+
+    async def publish(self, channel: str, event: str, payload: Any, *, principal: "Principal | None",
+                      publisher: str | None = None) -> Publication:
+        validate_channel_name(channel)
+        if not isinstance(event, str) or not 0 < len(event) <= MAX_EVENT_LENGTH:
+            raise NuvemError("invalid_request", f"event must be a string of 1-{MAX_EVENT_LENGTH} characters",
+                             field="event")
+        config = await self._channels.get(channel)
+        await self._limits.admit_message(principal, channel, config.rate_limit if config else None)
+        return await self._history.append(channel, event, payload, publisher=publisher,
+                                          retention=self._retention(config))
+
+    async def history(self, channel: str, *, limit: int = 50, before: int | None = None,
+                      since: int | None = None) -> HistoryPage:
+        validate_channel_name(channel)
+        if not 1 <= limit <= 1000:
+            raise NuvemError("invalid_request", "limit must be between 1 and 1000", field="limit")
+        config = await self._channels.get(channel)
+        return await self._history.read(channel, limit=limit, before=before, since=since,
+                                        retention=self._retention(config))
+
+    def _retention(self, config: "ChannelConfig | None") -> Retention:
+        d = self._default_retention
+        if config is None:
+            return d
+        return Retention(
+            max_count=config.history_max_count if config.history_max_count is not None else d.max_count,
+            max_age_seconds=(config.history_max_age_seconds if config.history_max_age_seconds is not None
+                             else d.max_age_seconds))
+
+    # ---------------------------------------------------------------- subscriptions
+
+    async def subscribe(self, sub: Subscription, *, ref: protocol.Ref = None, since: int | None = None,
+                        last: int | None = None) -> int:
+        """Join ``sub`` to its channel and send, in order: the ack (with the latest offset), the
+        presence state, the replay (``since``: every message after it; ``last``: the last N),
+        then live messages, with no gap and no duplicate at the seam. Returns the latest offset.
+        Raises NuvemError("history_gap") (and joins nothing) if retention dropped messages
+        after ``since``."""
+        channel = sub.channel
+        config = await self._channels.get(channel)
+        retention = self._retention(config)
+        replay = since is not None or bool(last)
+        sub.buffer = [] if replay else None   # live messages wait here during the replay
+        if self.hub.add(sub):
+            self._broker_subscribing[channel] = asyncio.ensure_future(self._broker.subscribe(channel))
+        try:
+            subscribing = self._broker_subscribing.get(channel)
+            if subscribing is not None:
+                await asyncio.shield(subscribing)
+            earliest, latest = await self._history.bounds(channel, retention=retention)
+            if since is not None and since < earliest - 1 and since < latest:
+                raise NuvemError(
+                    "history_gap", f"messages {since + 1}-{earliest - 1} of {channel!r} were dropped by "
+                    f"retention; join with since={earliest - 1} to resume from the oldest kept",
+                    channel=channel, resumeFrom=earliest - 1, earliestOffset=earliest, latestOffset=latest)
+            sub.outbox.send(_frame(protocol.Ack(ref=ref, channel=channel, offset=latest)))
+            users = await self._presence.list(channel)
+            sub.outbox.send(_frame(protocol.PresenceState(channel=channel, presence=users)))
+            if replay:
+                await self._replay(sub, since=since, last=last, retention=retention)
+        except BaseException:
+            await self._remove(sub)
+            raise
+        return latest
+
+    async def _replay(self, sub: Subscription, *, since: int | None, last: int | None,
+                      retention: Retention) -> None:
+        channel = sub.channel
+        cursor = since if since is not None else 0
+        if since is not None:
+            while True:
+                page = await self._history.read(channel, limit=_REPLAY_PAGE, since=cursor, retention=retention)
+                self._send_replayed(sub, page.messages)
+                if page.messages:
+                    cursor = page.messages[-1].offset
+                if len(page.messages) < _REPLAY_PAGE:
+                    break
+        else:
+            page = await self._history.read(channel, limit=min(int(last or 0), 1000), retention=retention)
+            self._send_replayed(sub, page.messages)
+            if page.messages:
+                cursor = page.messages[-1].offset
+        held, sub.buffer = sub.buffer or [], None
+        for offset, frame in held:
+            if offset is None or offset > cursor:   # skip what the replay already sent
+                sub.outbox.send(frame)
+
+    def _send_replayed(self, sub: Subscription, messages: list[Publication]) -> None:
+        for pub in messages:
+            sub.outbox.send(_frame(protocol.Message(
+                channel=pub.channel, offset=pub.offset, event=pub.event, payload=pub.payload,
+                published_at=pub.published_at, publisher=pub.publisher)))
+
+    async def unsubscribe(self, sub: Subscription) -> None:
+        """Leave: untrack presence if tracked, stop delivering, release the channel lease."""
+        if sub.tracked:
+            await self.untrack(sub)
+        await self._remove(sub)
+
+    async def _remove(self, sub: Subscription) -> None:
+        sub.buffer = None
+        if self.hub.remove(sub):
+            self._broker_subscribing.pop(sub.channel, None)
+            try:
+                await self._broker.unsubscribe(sub.channel)
+            except Exception as e:
+                _log.warning("broker unsubscribe failed", channel=sub.channel, error=repr(e))
+        lease, sub.lease = sub.lease, None
+        if lease is not None:
+            await lease.release()
+
+    # ---------------------------------------------------------------- presence
+
+    async def track(self, sub: Subscription, user: dict[str, Any]) -> None:
+        await self._presence.track(sub.channel, sub.conn_key, user)
+        sub.tracked = True
+        self._tracked.add((sub.channel, sub.conn_key))
+        await self._broker.publish_presence(sub.channel, "join", user)
+
+    async def untrack(self, sub: Subscription) -> bool:
+        sub.tracked = False
+        self._tracked.discard((sub.channel, sub.conn_key))
+        user = await self._presence.untrack(sub.channel, sub.conn_key)
+        if user is None:
+            return False
+        await self._broker.publish_presence(sub.channel, "leave", user)
+        return True
+
+    async def presence(self, channel: str) -> list[dict[str, Any]]:
+        validate_channel_name(channel)
+        return await self._presence.list(channel)
+
+    async def channel_stats(self) -> list[dict[str, Any]]:
+        """Channels with subscribers on this node: {"name", "connections", "presence"}."""
+        out = []
+        for name, connections in sorted(self.hub.channels().items()):
+            out.append({"name": name, "connections": connections, "presence": await self._presence.count(name)})
+        return out
+
+    async def _refresh_presence(self) -> None:
+        while True:
+            await asyncio.sleep(self._presence_ttl / 3)
+            try:
+                await self._presence.refresh(list(self._tracked))
+            except Exception as e:
+                _log.warning("presence refresh failed", error=repr(e))
+
+
+def _frame(frame: protocol.ServerFrame) -> bytes:
+    return protocol.ws_text_frame(protocol.encode(frame))

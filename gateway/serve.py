@@ -1,0 +1,53 @@
+"""``nuvem-realtime serve``: HTTP and WebSocket on one port.
+
+Without a database URL (``--database-url`` or ``NUVEM_DATABASE_URL``) it starts the embedded
+Postgres in ``./.nuvem/pgdata`` (kept between runs), says so, and stops it on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import structlog
+from aiohttp import web
+
+from gateway.config import Config, ConfigError
+
+_log = structlog.get_logger("gateway.serve")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database-url", default=None, help="Postgres URL (default: $NUVEM_DATABASE_URL, "
+                        "else an embedded Postgres in ./.nuvem/pgdata)")
+    parser.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="listen port (default 4000)")
+    parser.add_argument("--config", default=None, help="TOML file with settings (see gateway/config.py)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = Config.load({k: getattr(args, k, None) for k in ("database_url", "host", "port", "config")})
+    except ConfigError as e:
+        print(f"nuvem-realtime serve: {e}", file=sys.stderr)
+        return 2
+    embedded = None
+    if not config.database_url:
+        from cdc.local_postgres import LocalPostgres
+
+        embedded = LocalPostgres(data_dir="./.nuvem/pgdata", keep=True)
+        embedded.start()
+        _log.info("no database URL given: started the embedded Postgres", data_dir=str(embedded.data_dir),
+                  dsn=embedded.dsn)
+        config = config.replace(database_url=embedded.dsn)
+    try:
+        from gateway.app import create_app
+
+        _log.info("serving", url=f"http://{config.host}:{config.port}", ws=f"ws://{config.host}:{config.port}/v1/realtime/ws")
+        web.run_app(create_app(config), host=config.host, port=config.port, print=None,
+                    shutdown_timeout=5.0)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+            _log.info("embedded Postgres stopped")
+    return 0

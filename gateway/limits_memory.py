@@ -157,7 +157,7 @@ class MemoryLimits:
                 u.pending -= n
             totals: list[int] = []
             try:  # one transaction: all of the batch is written, or none of it
-                async with self._pool.connection() as conn:
+                async with self._pool.connection() as conn, conn.transaction():
                     for (owner, month), _u, n in batch:
                         cur = await conn.execute(
                             "INSERT INTO nuvem_realtime.usage_monthly AS u (owner_id, month, messages)"

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import psycopg
 from psycopg import pq
+from psycopg.conninfo import conninfo_to_dict
 
 from cdc.errors import (CDCError, ConnectionFailed, ConnectionLost, InvalidArgument,
                         MissingReplicationPrivilege, PluginNotInstalled, SlotInUse)
@@ -89,6 +90,13 @@ def parse_lsn(text: str) -> int:
     return (int(hi, 16) << 32) | int(lo, 16)
 
 
+def _user_of(dsn: str) -> str:
+    try:
+        return conninfo_to_dict(dsn).get("user") or "?"
+    except psycopg.Error:
+        return "?"
+
+
 def _quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -104,24 +112,32 @@ class ReplicationConnection:
         self._conn = conn
         self._pgconn = conn.pgconn
         self._streaming = False
+        self._waiter: asyncio.Future[bool] | None = None
         self.slot: str | None = None
         self.plugin: str | None = None
 
     @classmethod
-    async def connect(cls, dsn: str, *, connect_timeout: float = 10.0) -> "ReplicationConnection":
+    async def connect(cls, dsn: str, *, connect_timeout: float = 10.0,
+                      options: str | None = None) -> "ReplicationConnection":
+        """``options``: libpq session options (``-c datestyle=ISO ...``) the decoder relies on."""
+        extra = {"options": options} if options else {}
         try:
             conn = await psycopg.AsyncConnection.connect(
-                dsn, replication="database", autocommit=True, connect_timeout=max(1, int(connect_timeout)))
+                dsn, replication="database", autocommit=True, connect_timeout=max(1, int(connect_timeout)),
+                **extra)
         except psycopg.Error as e:
-            mapped = map_error(e)
-            if mapped is not None:
-                raise mapped from e
+            if "superuser or replication role" in str(e):  # no SQLSTATE on connection errors
+                raise MissingReplicationPrivilege(_user_of(dsn)) from e
             raise ConnectionFailed(str(e).strip()) from e
         return cls(conn)
 
     @property
     def backend_pid(self) -> int:
         return self._pgconn.backend_pid
+
+    @property
+    def streaming(self) -> bool:
+        return self._streaming
 
     @property
     def closed(self) -> bool:
@@ -248,12 +264,20 @@ class ReplicationConnection:
             raise ConnectionLost(str(e).strip()) from e
         (loop.add_writer if write else loop.add_reader)(fd, ready)
         timer = loop.call_later(timeout, ready, False) if timeout is not None else None
+        if not write:
+            self._waiter = fut
         try:
             return await fut
         finally:
+            self._waiter = None
             (loop.remove_writer if write else loop.remove_reader)(fd)
             if timer is not None:
                 timer.cancel()
+
+    def wake(self) -> None:
+        """Make a pending ``read_messages`` return now (with what it has, maybe nothing)."""
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(False)
 
     async def stop(self, timeout: float = 5.0) -> None:
         """End the stream cleanly (CopyDone) so the connection can run commands again."""

@@ -13,6 +13,7 @@ Pure: no IO, no asyncio. Every frame is a JSON object with a ``"type"`` field (d
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,11 +29,16 @@ class ProtocolError(Exception):
 
     code = "invalid_request"
 
-    def __init__(self, message: str, *, ref: Ref = None, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, ref: Ref = None, hint: str | None = None, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.ref = ref
         self.hint = hint
+        self.field = field
+
+    def details(self) -> dict[str, Any]:
+        """Extra fields for the error frame."""
+        return {k: v for k, v in (("field", self.field), ("hint", self.hint)) if v is not None}
 
 
 # ---------------------------------------------------------------- client -> server frames
@@ -119,7 +125,12 @@ def _explain(data: str | bytes, detail: str) -> ProtocolError:
     if kind not in CLIENT_TYPES:
         return ProtocolError(f"unknown frame type {kind!r}", ref=ref, hint=f"one of {', '.join(CLIENT_TYPES)}")
     # msgspec says e.g. "Expected `int | null`, got `str` - at `$.since`"
-    return ProtocolError(f"invalid {kind!r} frame: {detail.replace('$.', '')}", ref=ref)
+    m = _FIELD_IN_DETAIL.search(detail)
+    return ProtocolError(f"invalid {kind!r} frame: {detail.replace('$.', '')}", ref=ref,
+                         field=m.group(1) or m.group(2) if m else None)
+
+
+_FIELD_IN_DETAIL = re.compile(r"at `\$\.(\w+)|missing required field `(\w+)`")
 
 
 # ---------------------------------------------------------------- server -> client frames
@@ -136,11 +147,6 @@ class Ack(_ServerFrame, tag="ack"):
     channel: str | None = None
     offset: int | None = None
     presence: list[dict[str, Any]] | None = None
-
-
-class ErrorBody(msgspec.Struct, omit_defaults=True):
-    code: str
-    message: str
 
 
 class Error(_ServerFrame, tag="error"):

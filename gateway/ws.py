@@ -144,8 +144,7 @@ class _Session:
         try:
             frame = protocol.decode_client_frame(data)
         except protocol.ProtocolError as e:
-            details = {"hint": e.hint} if e.hint else {}
-            self._send(protocol.error_frame(e.code, e.message, ref=e.ref, **details))
+            self._send(protocol.error_frame(e.code, e.message, ref=e.ref, **e.details()))
             return
         ref = frame.ref
         try:

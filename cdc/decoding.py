@@ -12,12 +12,17 @@ wal2json``), each returning one JSON line (bytes, no newline) per output object.
 
 from __future__ import annotations
 
-from typing import Protocol
+from decimal import Decimal
+from typing import Any, Protocol
+
+import msgspec
 
 from cdc.assembler import Assembler
-from cdc.events import Transaction
+from cdc.events import ChangeEvent, ColumnInfo, SchemaChangeEvent, Transaction, format_lsn
 from cdc.pgoutput import PgOutputReader
-from cdc.values import CONNECTION_OPTIONS
+from cdc.values import CONNECTION_OPTIONS, format_type
+from cdc.wal2json import Wal2JsonDecoder
+from cdc.wal2json_render import Wal2JsonOptions, render_wal2json
 
 __all__ = [
     "CONNECTION_OPTIONS",
@@ -28,6 +33,8 @@ __all__ = [
     "make_decoder",
     "render_event_json",
     "render_wal2json",
+    "Wal2JsonOptions",
+    "event_to_json_dict",
 ]
 
 PLUGINS = ("pgoutput", "wal2json")
@@ -96,3 +103,61 @@ def make_decoder(plugin: str = "pgoutput", *, protocol_version: int = 1,
     if plugin == "wal2json":
         return Wal2JsonDecoder(tables=tables)
     raise DecoderConfigError(f"unknown output plugin {plugin!r}: use one of {', '.join(PLUGINS)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# ``tail --format events``: one JSON object per event
+
+_json = msgspec.json.Encoder(decimal_format="number")
+
+
+def _plain(value: Any) -> Any:
+    """JSON cannot hold NaN/Infinity: non-finite numbers become the strings Postgres prints."""
+    if isinstance(value, float):
+        if value != value:
+            return "NaN"
+        if value in (float("inf"), float("-inf")):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(value, Decimal):
+        return value if value.is_finite() else str(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _row(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if row is None else {k: _plain(v) for k, v in row.items()}
+
+
+def _columns(cols: tuple[ColumnInfo, ...] | None) -> list[dict[str, Any]] | None:
+    if cols is None:
+        return None
+    return [{"name": c.name, "type": c.type_name, "sql_type": format_type(c.type_oid, c.type_modifier, c.type_name),
+             "type_oid": c.type_oid, "type_modifier": c.type_modifier, "is_key": c.is_key} for c in cols]
+
+
+def event_to_json_dict(ev: ChangeEvent | SchemaChangeEvent) -> dict[str, Any]:
+    """The JSON shape of one event (see docs/cdc-events.md): LSNs as "16/B374D848" strings,
+    datetimes ISO 8601, numeric as JSON numbers, non-finite numbers as "NaN"/"Infinity"."""
+    common = {"schema": ev.schema, "table": ev.table, "lsn": format_lsn(ev.lsn),
+              "commit_lsn": format_lsn(ev.commit_lsn), "commit_timestamp": ev.commit_timestamp,
+              "xid": ev.xid}
+    if isinstance(ev, SchemaChangeEvent):
+        return {"kind": "schema_change", **common, "columns": _columns(ev.columns),
+                "previous_columns": _columns(ev.previous_columns)}
+    out: dict[str, Any] = {"kind": "change", "type": ev.type, **common}
+    if ev.type == "TRUNCATE":
+        out.update(truncated=ev.truncated, cascade=ev.cascade, restart_identity=ev.restart_identity)
+        return out
+    out.update(record=_row(ev.record), old_record=_row(ev.old_record),
+               old_record_complete=ev.old_record_complete, primary_key=_row(ev.primary_key),
+               unchanged_toast=ev.unchanged_toast)
+    return out
+
+
+def render_event_json(txn: Transaction) -> list[bytes]:
+    """One JSON line (bytes, no newline) per event of ``txn``; nothing for an empty one."""
+    return [_json.encode(event_to_json_dict(ev)) for ev in txn.events]

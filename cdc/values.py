@@ -295,13 +295,30 @@ def _offset(dt: datetime | time) -> str:
     return out
 
 
-def _float_text(v: float) -> str:
+def _float_text(v: float, type_name: str = "float8") -> str:
+    """float4out/float8out (shortest exact digits, as with extra_float_digits >= 1)."""
     if v != v:
         return "NaN"
-    if v in (float("inf"), float("-inf")):
+    if v in (_INF, -_INF):
         return "Infinity" if v > 0 else "-Infinity"
-    r = repr(v)
-    return r[:-2] if r.endswith(".0") else r
+    if v == 0:
+        return "-0" if str(v).startswith("-") else "0"
+    sign, digits, exp = Decimal(repr(v)).as_tuple()
+    ds = "".join(map(str, digits)).rstrip("0") or "0"
+    exp10 = len(digits) + int(exp) - 1  # position of the first digit
+    limit = 6 if type_name == "float4" else 15
+    neg = "-" if sign else ""
+    if -4 <= exp10 < limit:
+        if exp10 < 0:
+            return f"{neg}0.{'0' * (-exp10 - 1)}{ds}"
+        whole = ds[:exp10 + 1].ljust(exp10 + 1, "0")
+        frac = ds[exp10 + 1:]
+        return f"{neg}{whole}.{frac}" if frac else f"{neg}{whole}"
+    mant = ds[0] + ("." + ds[1:] if len(ds) > 1 else "")
+    return f"{neg}{mant}e{'-' if exp10 < 0 else '+'}{abs(exp10):02d}"
+
+
+_INF = float("inf")
 
 
 def _elem_text(value: Any, elem_type: str) -> str:
@@ -332,7 +349,7 @@ def to_pg_text(value: Any, type_name: str) -> str | None:
     if isinstance(value, float):
         if type_name in ("json", "jsonb"):
             return json.dumps(value)
-        return _float_text(value)
+        return _float_text(value, type_name)
     if type_name in ("json", "jsonb"):
         return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
     if isinstance(value, list):

@@ -192,3 +192,11 @@ async def test_concurrent_rest_publishes_get_distinct_offsets(api):
                                      for i in range(20)))
     assert all(status == 200 for status, _, _ in results)
     assert sorted(body["offset"] for _, body, _ in results) == list(range(1, 21))
+
+
+async def test_body_over_the_size_limit_is_413_and_not_published(api):
+    status, body, _ = await api("POST", f"{CHANNELS}/big/publish",
+                                json={"event": "e", "payload": "x" * (1024 * 1024 + 10)})
+    assert status == 413 and body["error"]["code"] == "payload_too_large"
+    _, page, _ = await api("GET", f"{CHANNELS}/big/history")
+    assert page["messages"] == []

@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -47,10 +48,10 @@ WAL2JSON_OPTIONS: dict[str, str] = {
     "include-typmod": "1",
     "include-type-oids": "1",
     "include-pk": "1",
-    "numeric-data-types-as-string": "1",
 }
 
-_decode_json = msgspec.json.Decoder().decode
+# numbers keep their exact text: floats are parsed as Decimal, then converted by column type
+_decode_json = msgspec.json.Decoder(float_hook=Decimal).decode
 
 
 class Wal2JsonError(ValueError):
@@ -129,7 +130,8 @@ class Wal2JsonDecoder:
 
     plugin = "wal2json"
 
-    def __init__(self, tables: list[str] | None = None) -> None:
+    def __init__(self, tables: list[str] | None = None, *, numeric_as_string: bool = False) -> None:
+        self.numeric_as_string = numeric_as_string
         self._tables_filter = list(tables or [])
         self._match = TableMatcher(tables)
         self._known: dict[tuple[str, str], _Table] = {}
@@ -138,6 +140,8 @@ class Wal2JsonDecoder:
     def start_options(self, *, publication: str | None = None,
                       tables: list[str] | None = None) -> dict[str, str]:
         opts = dict(WAL2JSON_OPTIONS)
+        if self.numeric_as_string:
+            opts["numeric-data-types-as-string"] = "1"
         wanted = tables if tables is not None else self._tables_filter
         if wanted:
             opts["add-tables"] = add_tables_option(wanted)
@@ -320,8 +324,12 @@ class Wal2JsonDecoder:
 def _convert(value: Any, type_name: str) -> Any:
     if value is None or isinstance(value, bool):
         return value
-    if isinstance(value, (int, float)):  # only if numeric-data-types-as-string was off
-        return converter_for(type_name)(str(value)) if type_name == "numeric" else value
+    if isinstance(value, (int, Decimal)):  # a JSON number, exact text kept
+        if type_name == "numeric":
+            return Decimal(value)
+        if type_name in ("float4", "float8"):
+            return float(value)
+        return value
     if type_name == "bytea":
         return "\\x" + value
     return converter_for(type_name)(value)

@@ -28,6 +28,7 @@ __all__ = [
     "ConnectionFailed",
     "ReplicaIdentityWarning",
     "InvalidArgument",
+    "ReplicationRejected",
 ]
 
 
@@ -201,3 +202,14 @@ class InvalidArgument(CDCError):
 
     def __init__(self, message: str, *, hint: str) -> None:
         super().__init__(message, hint=hint)
+
+
+class ReplicationRejected(CDCError):
+    """The server refused a replication command for a reason not covered above (its message says
+    why: e.g. an option the output plugin does not know, or a slot that does not exist)."""
+
+    def __init__(self, command: str, error: Exception) -> None:
+        detail = str(error).strip().replace("\n", "; ")
+        super().__init__(f"the server rejected {command}: {detail}",
+                         hint="check the slot name, plugin version and options; the server log has details")
+        self.sqlstate = getattr(error, "sqlstate", None)

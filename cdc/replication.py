@@ -25,7 +25,7 @@ from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
 from cdc.errors import (CDCError, ConnectionFailed, ConnectionLost, InvalidArgument,
-                        MissingReplicationPrivilege, PluginNotInstalled, SlotInUse)
+                        MissingReplicationPrivilege, PluginNotInstalled, ReplicationRejected, SlotInUse)
 from cdc.replication_framing import Keepalive, XLogData, encode_status_update, parse_copy_message
 
 __all__ = ["ReplicationConnection", "SystemInfo", "SlotInfo", "check_slot_name", "map_error",
@@ -152,10 +152,7 @@ class ReplicationConnection:
             mapped = map_error(e, slot=slot, plugin=plugin)
             raise (mapped or ConnectionLost(str(e).strip())) from e
         except psycopg.Error as e:
-            mapped = map_error(e, slot=slot, plugin=plugin)
-            if mapped is not None:
-                raise mapped from e
-            raise
+            raise (map_error(e, slot=slot, plugin=plugin) or ReplicationRejected(sql.split()[0], e)) from e
 
     async def identify_system(self) -> SystemInfo:
         (systemid, timeline, xlogpos, dbname), = await self._command("IDENTIFY_SYSTEM")
@@ -190,9 +187,7 @@ class ReplicationConnection:
             mapped = map_error(e, slot=slot, plugin=self.plugin)
             if mapped is None and isinstance(e, psycopg.OperationalError):
                 mapped = ConnectionLost(str(e).strip())
-            if mapped is not None:
-                raise mapped from e
-            raise
+            raise (mapped or ReplicationRejected("START_REPLICATION", e)) from e
         if status != pq.ExecStatus.COPY_BOTH:
             raise ConnectionLost(f"START_REPLICATION did not enter streaming mode (status {status})")
         self._streaming = True

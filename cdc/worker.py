@@ -56,10 +56,15 @@ class StopStreaming(Exception):
     (``tail --limit`` cutting a transaction short). ``run()`` then returns normally."""
 
 
+class _SinkFailed(Exception):
+    """``deliver`` raised (the cause): retried by reconnecting from the confirmed LSN."""
+
+
 class ReplicationWorker:
     """Streams one database's changes into ``sink``. ``confirmed_lsn``: last LSN confirmed to
     Postgres. ``warnings``: replica identity problems found at start. ``created_publication``:
-    True when this worker created its publication (``drop_publication`` undoes it)."""
+    True when this worker created its publication (``drop_publication`` undoes it).
+    ``started``: an Event set while the stream is up. ``reconnects``: retries so far."""
 
     def __init__(self, dsn: str, sink: ChangeSink, *, slot: str = "nuvem_realtime",
                  publication: str = "nuvem_realtime", plugin: str = "pgoutput",
@@ -87,6 +92,7 @@ class ReplicationWorker:
         self.warnings: list[ReplicaIdentityWarning] = []
         self.created_publication = False
         self.reconnects = 0
+        self.started = asyncio.Event()  # set while streaming (after START_REPLICATION succeeded)
         self._flushable = 0  # highest LSN safe to confirm: everything before it was delivered
         self._stopping = False
         self._running = False
@@ -291,9 +297,10 @@ class ReplicationWorker:
                 err = e
             except psycopg.OperationalError as e:
                 err = e
-            except Exception as e:  # the sink failed: redeliver from the last confirmed LSN
-                log.error("sink_failed", error=repr(e), confirmed_lsn=_fmt(self.confirmed_lsn), exc_info=e)
-                err = e
+            except _SinkFailed as e:  # redeliver from the last confirmed LSN
+                log.error("sink_failed", error=repr(e.__cause__), confirmed_lsn=_fmt(self.confirmed_lsn),
+                          exc_info=e.__cause__)
+                err = e.__cause__ or e
             if self._started_streaming:
                 attempt = 0
                 streamed_before = True
@@ -336,11 +343,13 @@ class ReplicationWorker:
                 tables=self._resolved_tables)
             await rc.start(self.slot, self.confirmed_lsn, options)
             self._started_streaming = True
+            self.started.set()
             log.info("replication_started", slot=self.slot, plugin=self.plugin, lsn=_fmt(self.confirmed_lsn))
             await self._pump(rc, decoder)
             clean = True
         finally:
             self._rc = None
+            self.started.clear()
             await self._close(rc, clean)
 
     async def _pump(self, rc: ReplicationConnection, decoder: Any) -> None:
@@ -354,7 +363,12 @@ class ReplicationWorker:
                 if type(m) is XLogData:
                     for txn in decoder.feed(m.payload, m.wal_start):
                         if txn.events:
-                            await deliver(txn)
+                            try:
+                                await deliver(txn)
+                            except StopStreaming:
+                                raise
+                            except Exception as e:
+                                raise _SinkFailed() from e
                         if txn.end_lsn > self._flushable:
                             self._flushable = txn.end_lsn
                         if self._stopping:

@@ -201,3 +201,35 @@ async def test_keys_cli_token(pool):
     assert out.returncode == 0, out.stderr
     p = await Authenticator(pool).authenticate(out.stdout.strip())
     assert p.user_id == "usr_1" and p.can_access("chat:x") and not p.can_access("orders:x")
+
+
+@pytest.mark.slow
+async def test_keys_cli_without_a_database_url_uses_the_embedded_postgres():
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    # as root Postgres runs as an unprivileged user, who must reach the data directory
+    tmp_path = pathlib.Path(tempfile.mkdtemp(prefix="nuvem-keys-cli-"))
+    tmp_path.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "NUVEM_DATABASE_URL"}
+    env["PYTHONPATH"] = str(pathlib.Path(__file__).resolve().parents[2])
+
+    def cli(*args: str):
+        return subprocess.run([sys.executable, "-m", "gateway.cli", "keys", *args], capture_output=True, text=True,
+                              env=env, cwd=tmp_path, timeout=120)
+
+    try:
+        created = await asyncio.to_thread(cli, "create", "--plan", "scale", "--test")
+        assert created.returncode == 0, created.stderr
+        assert "embedded Postgres in ./.nuvem/pgdata" in created.stderr
+        key = created.stdout.strip()
+        assert key.startswith("nv_test_")
+        listed = await asyncio.to_thread(cli, "list")  # a second start of the same data directory
+        assert listed.returncode == 0, listed.stderr
+        assert key_id_for(key) in listed.stdout and "scale" in listed.stdout and "(test)" in listed.stdout
+        assert (tmp_path / ".nuvem" / "pgdata" / "PG_VERSION").exists()
+        assert not (tmp_path / ".nuvem" / "pgdata" / "postmaster.pid").exists()  # stopped after the command
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)

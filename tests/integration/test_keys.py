@@ -233,3 +233,12 @@ async def test_keys_cli_without_a_database_url_uses_the_embedded_postgres():
         assert not (tmp_path / ".nuvem" / "pgdata" / "postmaster.pid").exists()  # stopped after the command
     finally:
         shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+async def test_database_down_is_unavailable_not_unauthorized():
+    from cdc.local_postgres import free_port
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres?connect_timeout=1"
+    async with AsyncConnectionPool(dead, min_size=0, max_size=1, open=False, timeout=0.5) as dead_pool:
+        with pytest.raises(NuvemError) as e:
+            await Authenticator(dead_pool).authenticate("nv_live_" + "x" * 32)
+    assert e.value.code == "unavailable" and e.value.http_status == 503

@@ -48,7 +48,7 @@ def test_token_without_exp_or_with_other_alg_refused():
     no_exp = jwt.encode({"sub": "u"}, signing_secret_for(KEY), algorithm="HS256")
     with pytest.raises(NuvemError, match="'exp'"):
         verify_user_token(no_exp, signing_secret_for(KEY))
-    hs512 = jwt.encode({"sub": "u", "exp": int(time.time()) + 60}, signing_secret_for(KEY), algorithm="HS512")
+    hs512 = jwt.encode({"sub": "u", "exp": int(time.time()) + 60}, signing_secret_for(KEY) * 2, algorithm="HS512")
     with pytest.raises(NuvemError) as e:
         verify_user_token(hs512, signing_secret_for(KEY))
     assert e.value.code == "unauthorized"

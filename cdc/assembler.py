@@ -121,6 +121,7 @@ class Assembler:
         self._match = TableMatcher(tables)
         self._relations: dict[int, _RelationState] = {}
         self._types: dict[int, str] = {}
+        self.type_schemas: dict[int, str] = {}  # user-defined type OID -> its schema
         self._txn: _Pending | None = None
         self._streams: dict[int, _Pending] = {}
         self._stream_xid: int | None = None  # inside StreamStart .. StreamStop
@@ -151,6 +152,7 @@ class Assembler:
             self._relation(msg)  # type: ignore[arg-type]
         elif kind is Type:
             self._types[msg.type_oid] = msg.name  # type: ignore[union-attr]
+            self.type_schemas[msg.type_oid] = msg.namespace  # type: ignore[union-attr]
         elif kind is Truncate:
             self._truncate(msg, lsn)  # type: ignore[arg-type]
         elif kind is StreamStart:

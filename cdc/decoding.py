@@ -93,6 +93,11 @@ class PgOutputDecoder:
     def in_transaction(self) -> bool:
         return self._assembler.in_transaction()
 
+    @property
+    def type_schemas(self) -> dict[int, str]:
+        """User-defined type OID -> schema, from Type messages (for ``render_wal2json``)."""
+        return self._assembler.type_schemas
+
 
 def make_decoder(plugin: str = "pgoutput", *, protocol_version: int = 1,
                  tables: list[str] | None = None) -> Decoder:

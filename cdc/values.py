@@ -336,22 +336,18 @@ def to_pg_text(value: Any, type_name: str) -> str | None:
     timestamptz). ``None`` -> ``None``. Inverse of ``convert`` up to json whitespace."""
     if value is None:
         return None
+    if type_name in ("json", "jsonb"):
+        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
-        if type_name in ("json", "jsonb"):
-            return "true" if value else "false"
         return "t" if value else "f"
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        if type_name in ("json", "jsonb"):
-            return json.dumps(value)
         return _float_text(value, type_name)
-    if type_name in ("json", "jsonb"):
-        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
     if isinstance(value, list):
         elem_type = type_name[1:] if type_name.startswith("_") else "text"
         delim = ";" if elem_type == "box" else ","
@@ -444,12 +440,14 @@ _TYPMOD_NAMES = {"time": "time", "timetz": "time", "timestamp": "timestamp",
                  "bpchar": "character"}
 
 
-def format_type(type_oid: int, typmod: int = -1, type_name: str | None = None) -> str:
+def format_type(type_oid: int, typmod: int = -1, type_name: str | None = None,
+                schema: str | None = None) -> str:
     """What ``format_type(type_oid, typmod)`` prints (the typmod-given form wal2json uses):
     ``character varying(20)``, ``numeric(10,2)``, ``timestamp with time zone``, ``integer[]``.
 
     ``type_name`` (pg_type.typname) is needed for types outside the built-in table; such types
-    are printed unqualified (assumed visible on the search_path), quoted when needed.
+    are printed qualified with ``schema`` when given (as Postgres does for a type not visible on
+    the search_path), else unqualified; quoted when needed.
     """
     name = BUILTIN_TYPE_NAMES.get(type_oid) or type_name
     if name is None:
@@ -465,7 +463,7 @@ def format_type(type_oid: int, typmod: int = -1, type_name: str | None = None) -
         else:
             out = _SPECIAL[base]
     else:
-        out = quote_ident(base)
+        out = quote_ident(base) if not schema else f"{quote_ident(schema)}.{quote_ident(base)}"
         if with_typmod:
             out += f"({typmod})"
     return out + "[]" if is_array else out

@@ -117,6 +117,16 @@ def _type_name(oid: int | None, type_text: str | None) -> str:
     return ("_" + text) if is_array else text
 
 
+def _type_schema(type_text: str) -> str | None:
+    text = re.sub(r"(\[\])?$", "", type_text)
+    text = re.sub(r"\(.*\)$", "", text)
+    parts = re.findall(r'"((?:[^"]|"")*)"|([^."]+)', text)
+    if len(parts) < 2:
+        return None
+    quoted, plain = parts[-2]
+    return quoted.replace('""', '"') if quoted else plain
+
+
 class _Table:
     __slots__ = ("columns", "names")
 
@@ -136,6 +146,7 @@ class Wal2JsonDecoder:
         self._match = TableMatcher(tables)
         self._known: dict[tuple[str, str], _Table] = {}
         self._txn: Transaction | None = None
+        self.type_schemas: dict[int, str] = {}  # user-defined type OID -> schema (when printed)
 
     def start_options(self, *, publication: str | None = None,
                       tables: list[str] | None = None) -> dict[str, str]:
@@ -232,6 +243,10 @@ class Wal2JsonDecoder:
             type_text = col.get("type")
             oid = col.get("typeoid")
             tname = _type_name(oid, type_text)
+            if oid is not None and type_text and oid not in BUILTIN_TYPE_NAMES:
+                schema = _type_schema(type_text)
+                if schema:
+                    self.type_schemas[int(oid)] = schema
             info = ColumnInfo(name, int(oid) if oid is not None else 0, tname,
                               typmod_from_type(type_text) if type_text else -1, name in key_names)
             infos.append(info)

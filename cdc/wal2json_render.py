@@ -6,7 +6,7 @@ what ``pg_recvlogical -P wal2json -o format-version=2`` prints with this option 
 ``Wal2JsonOptions()``)::
 
     format-version=2  include-xids=1  include-timestamp=1  include-lsn=1  include-pk=1
-    include-types=1   include-typmod=1  include-type-oids=0  numeric-data-types-as-string=0
+    include-types=1   include-typmod=1  include-type-oids=0
 
 Objects: ``{"action":"B",...}``, one ``I``/``U``/``D`` per row change with ``columns``
 [{name, type, value}], ``identity`` (old key / old row) and ``pk`` [{name, type}], one ``T`` per
@@ -31,7 +31,7 @@ from typing import Any
 import msgspec
 
 from cdc.events import ChangeEvent, ColumnInfo, Transaction, format_lsn
-from cdc.values import format_type, to_pg_text
+from cdc.values import BUILTIN_TYPE_NAMES, format_type, to_pg_text
 
 __all__ = ["Wal2JsonOptions", "render_wal2json"]
 
@@ -59,8 +59,7 @@ class Wal2JsonOptions:
             "include-timestamp": b(self.include_timestamp), "include-lsn": b(self.include_lsn),
             "include-pk": b(self.include_pk), "include-types": "1", "include-typmod": "1",
             "include-type-oids": b(self.include_type_oids),
-            "numeric-data-types-as-string": b(self.numeric_data_types_as_string),
-        }
+        } | ({"numeric-data-types-as-string": "1"} if self.numeric_data_types_as_string else {})
 
 
 DEFAULT_OPTIONS = Wal2JsonOptions()
@@ -89,19 +88,23 @@ def _finite(v: float | Decimal) -> bool:
     return v.is_finite() if isinstance(v, Decimal) else (v == v and v not in (float("inf"), float("-inf")))
 
 
-def _type_json(col: ColumnInfo, opts: Wal2JsonOptions) -> bytes:
-    out = b'"type":' + _enc(format_type(col.type_oid, col.type_modifier, col.type_name))
+def _type_json(col: ColumnInfo, opts: Wal2JsonOptions, type_schemas: Mapping[int, str] | None) -> bytes:
+    schema = None
+    if col.type_oid not in BUILTIN_TYPE_NAMES:
+        schema = (type_schemas or {}).get(col.type_oid, "public")
+    out = b'"type":' + _enc(format_type(col.type_oid, col.type_modifier, col.type_name, schema))
     if opts.include_type_oids:
         out += b',"typeoid":' + str(col.type_oid).encode()
     return out
 
 
-def _columns_json(cols: Sequence[ColumnInfo], values: Mapping[str, Any], opts: Wal2JsonOptions) -> bytes:
+def _columns_json(cols: Sequence[ColumnInfo], values: Mapping[str, Any], opts: Wal2JsonOptions,
+                  type_schemas: Mapping[int, str] | None) -> bytes:
     parts = []
     for c in cols:
         if c.name not in values:
             continue
-        parts.append(b'{"name":' + _enc(c.name) + b"," + _type_json(c, opts) + b',"value":'
+        parts.append(b'{"name":' + _enc(c.name) + b"," + _type_json(c, opts, type_schemas) + b',"value":'
                      + _value_json(values[c.name], c, opts) + b"}")
     return b"[" + b",".join(parts) + b"]"
 
@@ -124,7 +127,8 @@ def _txn_line(action: str, txn: Transaction, opts: Wal2JsonOptions) -> bytes:
 
 
 def _change_line(ev: ChangeEvent, txn: Transaction, opts: Wal2JsonOptions,
-                 primary_keys: Mapping[str, Sequence[str]] | None) -> bytes:
+                 primary_keys: Mapping[str, Sequence[str]] | None,
+                 type_schemas: Mapping[int, str] | None) -> bytes:
     out = _header(_ACTIONS.get(ev.type, "T"), txn, opts)
     if opts.include_lsn:
         out += b',"lsn":"' + format_lsn(ev.lsn).encode() + b'"'
@@ -133,13 +137,14 @@ def _change_line(ev: ChangeEvent, txn: Transaction, opts: Wal2JsonOptions,
         return out + b"}"
     cols = ev.columns
     if ev.type != "DELETE":
-        out += b',"columns":' + _columns_json(cols, ev.record or {}, opts)
-    if ev.old_record is not None:
-        identity: Mapping[str, Any] = ev.old_record
-    else:  # key unchanged: the plugin prints the identity from the new row
-        identity = ev.primary_key
-    if identity:
-        out += b',"identity":' + _columns_json(cols, identity, opts)
+        out += b',"columns":' + _columns_json(cols, ev.record or {}, opts, type_schemas)
+    if ev.type != "INSERT":
+        if ev.old_record is not None:
+            identity: Mapping[str, Any] = ev.old_record
+        else:  # key unchanged: the plugin prints the identity from the new row
+            identity = ev.primary_key
+        if identity:
+            out += b',"identity":' + _columns_json(cols, identity, opts, type_schemas)
     if opts.include_pk:
         qualified = f"{ev.schema}.{ev.table}"
         if primary_keys is not None and qualified in primary_keys:
@@ -148,21 +153,25 @@ def _change_line(ev: ChangeEvent, txn: Transaction, opts: Wal2JsonOptions,
             pk_names = [c.name for c in cols if c.is_key]
         by_name = {c.name: c for c in cols}
         out += b',"pk":[' + b",".join(
-            b'{"name":' + _enc(n) + b"," + _type_json(by_name[n], opts) + b"}"
+            b'{"name":' + _enc(n) + b"," + _type_json(by_name[n], opts, type_schemas) + b"}"
             for n in pk_names if n in by_name) + b"]"
     return out + b"}"
 
 
 def render_wal2json(txn: Transaction, options: Wal2JsonOptions = DEFAULT_OPTIONS, *,
-                    primary_keys: Mapping[str, Sequence[str]] | None = None) -> list[bytes]:
+                    primary_keys: Mapping[str, Sequence[str]] | None = None,
+                    type_schemas: Mapping[int, str] | None = None) -> list[bytes]:
     """The wal2json format-version 2 lines for ``txn`` (see the module docstring).
 
     ``primary_keys`` maps "schema.table" to its primary key column names, for tables whose
-    replica identity is not their primary key (FULL, USING INDEX, NOTHING)."""
+    replica identity is not their primary key (FULL, USING INDEX, NOTHING).
+    ``type_schemas`` maps a user-defined type's OID to its schema (``decoder.type_schemas``):
+    the plugin prints such types schema-qualified (``public.mood``) to a client with an empty
+    search_path such as pg_recvlogical; unknown ones are qualified with ``public``."""
     changes = [e for e in txn.events if isinstance(e, ChangeEvent)]
     if not changes:
         return []
     lines = [_txn_line("B", txn, options)]
-    lines.extend(_change_line(e, txn, options, primary_keys) for e in changes)
+    lines.extend(_change_line(e, txn, options, primary_keys, type_schemas) for e in changes)
     lines.append(_txn_line("C", txn, options))
     return lines

@@ -101,6 +101,7 @@ class ReplicationWorker:
         self._last_pid: int | None = None
         self._resolved_tables: list[str] | None = None
         self._started_streaming = False
+        self.decoder: Any = None  # the current connection's decoder (tail reads its type_schemas)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -117,11 +118,15 @@ class ReplicationWorker:
 
     async def stop(self) -> None:
         """Finish the transaction being delivered, confirm, close the stream, and return."""
+        self.request_stop()
+        if self._running:
+            await self._done.wait()
+
+    def request_stop(self) -> None:
+        """Like ``stop()`` but without waiting (safe inside ``deliver`` or a signal handler)."""
         self._stopping = True
         if self._rc is not None:
             self._rc.wake()
-        if self._running:
-            await self._done.wait()
 
     async def prepare(self) -> None:
         """Steps 1-3 (server checks, publication, persistent slot). ``run()`` calls it."""
@@ -337,7 +342,7 @@ class ReplicationWorker:
                     log.warning("temporary_slot_recreated", slot=self.slot,
                                 note="changes committed while disconnected are not seen")
                 self.confirmed_lsn = self._flushable = max(self._flushable, info.consistent_point)
-            decoder = make_decoder(self.plugin, tables=self._resolved_tables)
+            decoder = self.decoder = make_decoder(self.plugin, tables=self._resolved_tables)
             options = decoder.start_options(
                 publication=self.publication if self.plugin == "pgoutput" else None,
                 tables=self._resolved_tables)

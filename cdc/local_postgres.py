@@ -95,6 +95,50 @@ def _unprivileged_user() -> pwd.struct_passwd | None:
     raise RuntimeError("running as root and no unprivileged user (postgres/nobody) to run Postgres as")
 
 
+def _traversable_by(path: Path, user: pwd.struct_passwd) -> bool:
+    """Whether ``user`` can reach ``path`` (search permission on every ancestor)."""
+    for d in [path, *path.parents]:
+        if not d.exists():
+            continue
+        st = d.stat()
+        if st.st_uid == user.pw_uid:
+            ok = st.st_mode & 0o100
+        elif st.st_gid == user.pw_gid:
+            ok = st.st_mode & 0o010
+        else:
+            ok = st.st_mode & 0o001
+        if not ok:
+            return False
+    return True
+
+
+def _reachable_data_dir(data: Path) -> Path:
+    """The directory the server actually uses for ``data``.
+
+    As root the server runs as an unprivileged user, who may not reach a data directory below a
+    private folder (``/root/project/.nuvem``). Then the cluster lives in
+    ``/var/lib/nuvem-realtime/<hash>/data`` and ``data`` becomes a symlink to it.
+    """
+    if data.is_symlink():
+        return data.resolve()
+    osuser = _unprivileged_user()
+    if osuser is None or _traversable_by(data.parent, osuser):
+        return data
+    import hashlib
+
+    real = Path("/var/lib/nuvem-realtime") / hashlib.sha1(str(data).encode()).hexdigest()[:12] / "data"
+    real.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(real.parent, 0o755)
+    for d in real.parents:
+        if d == Path("/var/lib"):
+            break
+        os.chmod(d, os.stat(d).st_mode | 0o011)
+    data.parent.mkdir(parents=True, exist_ok=True)
+    if not data.exists():
+        data.symlink_to(real, target_is_directory=True)
+    return real
+
+
 @dataclass
 class LocalPostgres:
     data_dir: str | os.PathLike[str] | None = None
@@ -150,7 +194,7 @@ class LocalPostgres:
             self._tmp = tempfile.mkdtemp(prefix="nuvem-pg-")
             os.chmod(self._tmp, 0o755)
             self.data_dir = os.path.join(self._tmp, "data")
-        data = Path(self.data_dir).absolute()
+        data = _reachable_data_dir(Path(self.data_dir).absolute())
         self.data_dir = data
         data.parent.mkdir(parents=True, exist_ok=True)
         if not (data / "PG_VERSION").exists():

@@ -171,13 +171,16 @@ class _Compiler:
                               position=pos, hint=f"columns are: {names}")
         return col, T.family_of(col.type_name)
 
-    def operand(self, name: str, lit: Lit, what: str, pos: Any) -> _Operand:
+    def operand(self, name: str, lit: Lit, what: str, pos: Any, in_list: tuple[Lit, ...] = ()) -> _Operand:
         col, fam = self.column(name, pos)
         if fam in ("array", "json", "interval"):
             raise FilterError(f"column {name!r} is {col.type_name}: {what} is not supported on this type",
                               position=pos, hint=_NULL_ONLY_HINT)
         lit_fam, value = self.literal(lit, col, fam, pos)
         domain = T.domain_of(fam, lit_fam)
+        if in_list and domain is not None:  # IN compares in the common type of column and all values
+            fams = [self.literal(x, col, fam, pos)[0] for x in in_list if x.kind != "null"]
+            domain = T.common_domain(fam, fams) or domain
         if domain is None:
             raise FilterError(f"cannot compare column {name!r} ({col.type_name}) with a {_describe(lit, lit_fam)}",
                               position=lit.pos if lit.pos is not None else pos,
@@ -288,7 +291,7 @@ class _Compiler:
 
     def in_list(self, n: InList) -> Leaf:
         self.equatable(n.column, "NOT IN" if n.negated else "IN", n.pos)
-        ops = [self.operand(n.column, v, "IN", n.pos) for v in n.values]
+        ops = [self.operand(n.column, v, "IN", n.pos, n.values) for v in n.values]
         c = n.column
         has_null = any(o.lit_key is None for o in ops)
         if not ops:  # empty list (object form / PostgREST): IN is false, NOT IN true, even for NULL
@@ -382,7 +385,7 @@ class _Compiler:
         for n in conjuncts:
             if isinstance(n, Compare) and n.op in ("eq", "notdistinct") or isinstance(n, InList) and not n.negated:
                 values = [n.value] if isinstance(n, Compare) else list(n.values)
-                ops = [self.operand(n.column, v, "", None) for v in values]
+                ops = [self.operand(n.column, v, "", None, values if isinstance(n, InList) else ()) for v in values]
                 col_fam = T.family_of(self.schema.column(n.column).type_name)
                 if ops and all(o.domain == col_fam for o in ops):
                     keys = frozenset(o.lit_key for o in ops if o.lit_key is not None)

@@ -221,6 +221,11 @@ class _Translator:
         if isinstance(n, pg.ColumnRef):
             raise FilterError("comparing two columns is not allowed: compare a column with a literal",
                               position=self.pos(n, where), hint=ALLOWED_SQL)
+        if (isinstance(n, pg.A_Expr) and n.kind == A_Expr_Kind.AEXPR_OP and n.lexpr is None
+                and len(n.name) == 1 and n.name[0].sval in ("+", "-") and isinstance(n.rexpr, pg.A_Const)
+                and isinstance(n.rexpr.val, (pg.Integer, pg.Float))):  # unary sign on a number
+            lit = self._const(n.rexpr, None, where)
+            return Lit(-lit.value, lit.kind, None, where) if n.name[0].sval == "-" else lit
         if isinstance(n, pg.A_Expr) and n.kind == A_Expr_Kind.AEXPR_OP:
             raise FilterError("arithmetic and other operators are not allowed in values",
                               position=self.pos(n, where), hint="write the value as a literal")

@@ -146,8 +146,11 @@ def _parse_numeric(text: str) -> Decimal:
     return Decimal(text.strip())
 
 
-def _f32(x: float) -> float:
-    return struct.unpack("f", struct.pack("f", x))[0]
+def _f32(x: Any) -> float:
+    try:
+        return struct.unpack("f", struct.pack("f", float(x)))[0]
+    except OverflowError:  # beyond float4: Postgres would have refused it on input
+        return math.copysign(math.inf, float(x))
 
 
 def _parse_float(text: str, typname: str) -> float:
@@ -185,16 +188,11 @@ def _parse_uuid(text: str) -> str:
 
 
 def _parse_date(text: str) -> date | str:
-    s = text.strip().lower()
-    if s in ("infinity", "+infinity", "-infinity"):
-        return s.lstrip("+")
-    m = _DATE_RE.fullmatch(s)
     try:
-        if not m:
-            raise ValueError
-        return date(int(m[1]), int(m[2]), int(m[3]))
+        v = _parse_timestamp(text, False)  # Postgres drops a time of day (and zone) given to date
     except ValueError:
         raise ValueError(f'invalid input syntax for type date: "{text}" (expected YYYY-MM-DD)') from None
+    return v if isinstance(v, str) else v.date()
 
 
 def _micros(frac: str | None) -> tuple[int, int]:
@@ -365,6 +363,23 @@ _DOMAINS: dict[frozenset[str], str] = {
     frozenset({"timestamp", "timestamptz"}): "timestamptz",
     frozenset({"text", "bpchar"}): "text",
 }
+
+
+_COMMON_ORDER = {"int": 0, "numeric": 1, "float4": 2, "float8": 3, "date": 0, "timestamp": 1, "timestamptz": 2,
+                 "bpchar": 0, "text": 1}
+
+
+def common_domain(column: Family, literals: list[Family]) -> str | None:
+    """The type an IN list is compared in (Postgres' select_common_type over column and values):
+    unlike ``=``, a float4 column with numeric values compares as float4."""
+    fams = [column, *literals]
+    if any(domain_of(column, f) is None for f in literals):
+        return None
+    if len(set(fams)) == 1:
+        return column
+    if all(f in _COMMON_ORDER for f in fams):
+        return max(fams, key=lambda f: _COMMON_ORDER[f])
+    return None
 
 
 def domain_of(a: Family, b: Family) -> str | None:

@@ -1,0 +1,227 @@
+"""cdc.assembler and cdc.decoding: pgoutput messages -> committed Transactions (pure)."""
+
+from __future__ import annotations
+
+import json
+import struct
+from decimal import Decimal
+
+import pytest
+
+from cdc.assembler import Assembler, AssemblyError, TableMatcher
+from cdc.decoding import DecoderConfigError, make_decoder, render_event_json
+from cdc.events import ChangeEvent, SchemaChangeEvent
+from cdc.pgoutput import (
+    UNCHANGED_TOAST,
+    Begin,
+    Commit,
+    Delete,
+    Insert,
+    Origin,
+    Relation,
+    RelationColumn,
+    StreamAbort,
+    StreamCommit,
+    StreamStart,
+    StreamStop,
+    Truncate,
+    Type,
+    Update,
+)
+
+COLS = (RelationColumn("id", 23, -1, True), RelationColumn("total", 1700, -1, False),
+        RelationColumn("body", 25, -1, False))
+ORDERS = Relation(1, "public", "orders", "d", COLS)
+OTHER = Relation(2, "audit", "log", "d", (RelationColumn("id", 20, -1, True),))
+
+
+def begin(xid=10, lsn=100):
+    return Begin(lsn, 1_000_000, xid)
+
+
+def commit(lsn=100, end=130):
+    return Commit(0, lsn, end, 1_000_000)
+
+
+def run(asm, *msgs):
+    out = []
+    for i, m in enumerate(msgs):
+        t = asm.feed(m, 1000 + i)
+        if t is not None:
+            out.append(t)
+    return out
+
+
+def test_insert_transaction_with_first_schema_event():
+    [txn] = run(Assembler(), begin(), ORDERS, Insert(1, ("1", "10.50", "x")), commit())
+    assert (txn.xid, txn.commit_lsn, txn.end_lsn, txn.begin_lsn) == (10, 100, 130, 1000)
+    assert txn.commit_timestamp.isoformat() == "2000-01-01T00:00:01+00:00"
+    sch, ev = txn.events
+    assert isinstance(sch, SchemaChangeEvent) and sch.previous_columns is None
+    assert [c.type_name for c in sch.columns] == ["int4", "numeric", "text"]
+    assert isinstance(ev, ChangeEvent) and ev.type == "INSERT"
+    assert ev.record == {"id": 1, "total": Decimal("10.50"), "body": "x"}
+    assert ev.primary_key == {"id": 1} and ev.old_record is None
+    assert (ev.lsn, ev.commit_lsn, ev.xid) == (1002, 100, 10)
+
+
+def test_same_relation_again_is_no_schema_change_but_new_columns_are():
+    asm = Assembler()
+    run(asm, begin(), ORDERS, Insert(1, ("1", "1", "a")), commit())
+    [t2] = run(asm, begin(11), ORDERS, Insert(1, ("2", "2", "b")), commit())
+    assert [type(e).__name__ for e in t2.events] == ["ChangeEvent"]
+    wider = Relation(1, "public", "orders", "d", COLS + (RelationColumn("note", 1043, 24, False),))
+    [t3] = run(asm, begin(12), wider, Insert(1, ("3", "3", "c", "n")), commit())
+    sch, ev = t3.events
+    assert isinstance(sch, SchemaChangeEvent)
+    assert [c.name for c in sch.previous_columns] == ["id", "total", "body"]
+    assert [c.name for c in sch.columns][-1] == "note" and ev.record["note"] == "n"
+    assert asm.relation(1).columns[-1].type_modifier == 24
+
+
+def test_unchanged_toast_left_out_and_named():
+    [txn] = run(Assembler(), begin(), ORDERS, Update(1, ("1", "2", UNCHANGED_TOAST)), commit())
+    ev = txn.events[-1]
+    assert ev.record == {"id": 1, "total": Decimal(2)} and ev.unchanged_toast == ["body"]
+    assert "body" not in ev.record and ev.old_record is None and ev.primary_key == {"id": 1}
+
+
+def test_old_key_and_full_old_row():
+    full = Relation(3, "public", "f", "f", tuple(RelationColumn(c.name, c.type_oid, -1, True) for c in COLS))
+    [txn] = run(Assembler(), begin(), ORDERS, full,
+                Update(1, ("2", "1", "a"), ("1", None, None), "K"),
+                Delete(1, ("2", None, None), "K"),
+                Update(3, ("1", "5", "b"), ("1", "4", "a"), "O"),
+                Delete(3, ("1", "5", UNCHANGED_TOAST), "O"),
+                commit())
+    evs = [e for e in txn.events if isinstance(e, ChangeEvent)]
+    assert evs[0].old_record == {"id": 1} and evs[0].primary_key == {"id": 2}
+    assert not evs[0].old_record_complete
+    assert evs[1].type == "DELETE" and evs[1].old_record == {"id": 2} and evs[1].record is None
+    assert evs[2].old_record == {"id": 1, "total": Decimal(4), "body": "a"} and evs[2].old_record_complete
+    assert evs[3].old_record == {"id": 1, "total": Decimal(5)} and not evs[3].old_record_complete
+    assert evs[3].unchanged_toast == ["body"]
+
+
+def test_truncate_lists_every_table():
+    [txn] = run(Assembler(), begin(), ORDERS, OTHER, Truncate((1, 2), True, True), commit())
+    tr = [e for e in txn.events if isinstance(e, ChangeEvent)]
+    assert [(e.schema, e.table, e.type) for e in tr] == [("public", "orders", "TRUNCATE"), ("audit", "log", "TRUNCATE")]
+    assert all(e.truncated == ["public.orders", "audit.log"] and e.cascade and e.restart_identity for e in tr)
+
+
+def test_tables_filter_keeps_the_transaction_for_progress():
+    asm = Assembler(tables=["orders"])
+    [txn] = run(asm, begin(), OTHER, Insert(2, ("5",)), commit())
+    assert txn.events == [] and txn.end_lsn == 130
+    [txn] = run(asm, begin(11), ORDERS, Insert(1, ("1", "1", "a")), Insert(2, ("6",)), commit())
+    assert [e.table for e in txn.events] == ["orders", "orders"]
+
+
+def test_table_matcher():
+    m = TableMatcher(["public.orders", "items", " "])
+    assert m("public", "orders") and not m("other", "orders")
+    assert m("any", "items") and not m("public", "x")
+    assert TableMatcher(None)("a", "b") and TableMatcher([])("a", "b")
+
+
+def test_custom_types_from_type_messages_and_origin():
+    rel = Relation(4, "public", "p", "d", (RelationColumn("m", 16400, -1, False), RelationColumn("ms", 16399, -1, False)))
+    asm = Assembler()
+    [txn] = run(asm, begin(), Origin(99, "upstream"), Type(16400, "app", "mood"), Type(16399, "app", "_mood"),
+                rel, Insert(4, ("happy", "{sad,happy}")), commit())
+    assert txn.origin == "upstream"
+    ev = txn.events[-1]
+    assert ev.record == {"m": "happy", "ms": ["sad", "happy"]}
+    assert [c.type_name for c in ev.columns] == ["mood", "_mood"] and asm.type_schemas[16400] == "app"
+
+
+def test_streamed_transaction_buffers_until_commit_and_cuts_aborted_subtransactions():
+    asm = Assembler()
+    msgs = [StreamStart(50, True), ORDERS, Insert(1, ("1", "1", "a"), 50),
+            Insert(1, ("2", "1", "a"), 51),  # subxact 51 (later aborted)
+            Insert(1, ("3", "1", "a"), 52),  # subxact 52, child of 51
+            StreamStop(), StreamStart(60, True), Insert(1, ("9", "9", "z"), 60), StreamStop()]
+    assert run(asm, *msgs) == [] and asm.in_transaction()
+    assert run(asm, StreamAbort(50, 52), StreamAbort(50, 51)) == []
+    assert run(asm, StreamStart(50, False), Insert(1, ("4", "1", "a"), 50), StreamStop()) == []
+    assert run(asm, StreamAbort(60, 60)) == []  # the whole of xid 60 rolled back
+    [txn] = run(asm, StreamCommit(50, 0, 700, 730, 2_000_000))
+    ids = [e.record["id"] for e in txn.events if isinstance(e, ChangeEvent)]
+    assert ids == [1, 4]
+    assert all(e.commit_lsn == 700 and e.commit_timestamp == txn.commit_timestamp for e in txn.events)
+    assert (txn.xid, txn.commit_lsn, txn.end_lsn) == (50, 700, 730)
+    assert not asm.in_transaction()
+
+
+def test_streamed_and_plain_transactions_interleave():
+    asm = Assembler()
+    out = run(asm, StreamStart(50, True), ORDERS, Insert(1, ("1", "1", "a"), 50), StreamStop(),
+              begin(70), Insert(1, ("2", "2", "b")), commit(200, 230),
+              StreamCommit(50, 0, 300, 330, 3))
+    assert [t.xid for t in out] == [70, 50]
+    assert [e.record["id"] for e in out[0].events if isinstance(e, ChangeEvent)] == [2]
+
+
+@pytest.mark.parametrize("msgs, words", [
+    ([begin(), Insert(9, ("1",))], "relation id 9 before any Relation"),
+    ([commit()], "without a Begin"),
+    ([ORDERS, Insert(1, ("1", "1", "a"))], "outside a transaction"),
+    ([begin(1), begin(2)], "while xid 1 is open"),
+])
+def test_inconsistent_sequences_raise(msgs, words):
+    with pytest.raises(AssemblyError, match=words):
+        run(Assembler(), *msgs)
+
+
+# -- cdc.decoding -------------------------------------------------------------------------------
+
+def test_make_decoder_feeds_payloads():
+    dec = make_decoder("pgoutput", protocol_version=1)
+    rel = (b"R" + struct.pack(">I", 1) + b"public\0t\0d" + struct.pack(">h", 1) + b"\x01id\0"
+           + struct.pack(">Ii", 23, -1))
+    assert dec.feed(b"B" + struct.pack(">QqI", 100, 0, 7), 90) == []
+    assert dec.in_transaction()
+    dec.feed(rel, 91)
+    dec.feed(b"I" + struct.pack(">I", 1) + b"N" + struct.pack(">h", 1) + b"t" + struct.pack(">i", 2) + b"42", 92)
+    [txn] = dec.feed(b"C" + struct.pack(">bQQq", 0, 100, 140, 0), 93)
+    assert not dec.in_transaction() and txn.end_lsn == 140
+    assert txn.events[-1].record == {"id": 42}
+
+
+def test_start_options():
+    assert make_decoder("pgoutput").start_options(publication="p", tables=None) == {
+        "proto_version": "1", "publication_names": "p"}
+    assert make_decoder("pgoutput", protocol_version=2).start_options(publication="p", tables=None) == {
+        "proto_version": "2", "publication_names": "p", "streaming": "on"}
+    w = make_decoder("wal2json", tables=["public.orders", "items"]).start_options(publication=None, tables=None)
+    assert w["format-version"] == "2" and w["add-tables"] == "public.orders,*.items"
+    assert w["include-xids"] == w["include-lsn"] == w["include-timestamp"] == w["include-pk"] == "1"
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda: make_decoder("test_decoding"), "unknown output plugin 'test_decoding'"),
+    (lambda: make_decoder("pgoutput", protocol_version=4), "protocol_version 4 is not supported"),
+    (lambda: make_decoder("pgoutput").start_options(publication=None, tables=None), "needs a publication"),
+])
+def test_config_errors_name_the_setting(call, words):
+    with pytest.raises(DecoderConfigError, match=words):
+        call()
+
+
+def test_render_event_json_lines():
+    full = Relation(1, "public", "orders", "d", COLS + (RelationColumn("f", 701, -1, False),))
+    [txn] = run(Assembler(), begin(lsn=0x16_B374D848), full,
+                Insert(1, ("1", "12345678901234567890.000000001", None, "NaN")),
+                Update(1, ("1", "Infinity", UNCHANGED_TOAST, "1.5")), commit(0x16_B374D848, 0x16_B374D900))
+    lines = render_event_json(txn)
+    assert len(lines) == 3 and all(b"\n" not in ln for ln in lines)
+    sch, ins, upd = (json.loads(ln, parse_float=Decimal) for ln in lines)
+    assert sch["kind"] == "schema_change" and sch["columns"][1]["sql_type"] == "numeric"
+    assert ins["kind"] == "change" and ins["type"] == "INSERT"
+    assert ins["record"] == {"id": 1, "total": Decimal("12345678901234567890.000000001"), "body": None, "f": "NaN"}
+    assert b'"total":12345678901234567890.000000001' in lines[1]  # a JSON number, exact
+    assert ins["commit_lsn"] == "16/B374D848" and ins["commit_timestamp"] == "2000-01-01T00:00:01Z"
+    assert upd["record"] == {"id": 1, "total": "Infinity", "f": Decimal("1.5")}
+    assert upd["unchanged_toast"] == ["body"] and upd["primary_key"] == {"id": 1}
+    assert render_event_json(run(Assembler(), begin(), commit())[0]) == []

@@ -73,7 +73,7 @@ class TableSchema(msgspec.Struct, frozen=True):
         return None
 
 
-class ChangeEvent(msgspec.Struct, kw_only=True, tag="change"):
+class ChangeEvent(msgspec.Struct, kw_only=True, tag_field="kind", tag="change"):
     schema: str
     table: str
     type: ChangeType
@@ -93,7 +93,7 @@ class ChangeEvent(msgspec.Struct, kw_only=True, tag="change"):
     restart_identity: bool = False
 
 
-class SchemaChangeEvent(msgspec.Struct, kw_only=True, tag="schema_change"):
+class SchemaChangeEvent(msgspec.Struct, kw_only=True, tag_field="kind", tag="schema_change"):
     schema: str
     table: str
     columns: tuple[ColumnInfo, ...]

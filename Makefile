@@ -5,7 +5,7 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	python3 -m gateway.cli serve
+	python3 -m gateway.cli demo
 
 test: setup
 	python3 -m pytest -q -p no:cacheprovider tests

@@ -11,6 +11,7 @@ COMMANDS = {
     "serve": ("gateway.serve", "run the gateway (HTTP + WebSocket) and the CDC worker"),
     "migrate": ("gateway.migrate", "create or upgrade the nuvem_realtime schema"),
     "keys": ("gateway.keys_cli", "create, list and revoke API keys"),
+    "demo": ("gateway.demo", "the service on the embedded Postgres with a live demo change stream"),
     "tail": ("cdc.tail", "print the change stream as JSON lines, like pg_recvlogical"),
 }
 
@@ -37,8 +38,16 @@ def _missing(name: str) -> int:
     return 2
 
 
+def _log_to_stderr() -> None:
+    """Logs go to stderr so that stdout stays data (``tail``, ``demo`` print JSON lines)."""
+    import structlog
+
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _log_to_stderr()
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

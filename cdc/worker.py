@@ -25,6 +25,7 @@ changes committed while disconnected are not seen (tail's ``--temporary`` trade-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +96,7 @@ class ReplicationWorker:
         self.started = asyncio.Event()  # set while streaming (after START_REPLICATION succeeded)
         self._flushable = 0  # highest LSN safe to confirm: everything before it was delivered
         self._stopping = False
+        self._stop_event = asyncio.Event()
         self._running = False
         self._done = asyncio.Event()
         self._rc: ReplicationConnection | None = None
@@ -125,6 +127,7 @@ class ReplicationWorker:
     def request_stop(self) -> None:
         """Like ``stop()`` but without waiting (safe inside ``deliver`` or a signal handler)."""
         self._stopping = True
+        self._stop_event.set()
         if self._rc is not None:
             self._rc.wake()
 
@@ -314,7 +317,8 @@ class ReplicationWorker:
             self.reconnects += 1
             log.warning("replication_retry", error=str(err), delay=round(delay, 2), attempt=attempt,
                         confirmed_lsn=_fmt(self.confirmed_lsn))
-            await asyncio.sleep(delay)
+            with contextlib.suppress(asyncio.TimeoutError):  # stop() cuts the backoff short
+                await asyncio.wait_for(self._stop_event.wait(), delay)
 
     async def _release_own_slot(self, e: SlotInUse) -> None:
         """Our previous server process may still hold the slot after a network drop: end it."""

@@ -148,3 +148,16 @@ async def test_temporary_slot_disappears_with_the_worker(pg_dsn):
         sql(pg_dsn, "INSERT INTO t VALUES (1)")
         await sink.wait_for(lambda: sink.ids("t") == [1])
     assert slot_state(pg_dsn, "tmp_slot") is None
+
+
+async def test_stop_during_backoff_returns_promptly(pg_dsn):
+    sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY)")
+    sink = CollectingSink(fail=lambda txn: True)  # downstream is down for good
+    w = _worker(pg_dsn, sink, "pgoutput", max_backoff=30)
+    async with running(w):
+        sql(pg_dsn, "INSERT INTO t VALUES (1)")
+        await eventually(lambda: sink.failures >= 4, what="failures")
+        t0 = asyncio.get_running_loop().time()
+        await asyncio.wait_for(w.stop(), 5)
+        assert asyncio.get_running_loop().time() - t0 < 1.5
+    assert sink.txns == [] and slot_state(pg_dsn, w.slot)[0] < current_lsn(pg_dsn)

@@ -100,3 +100,23 @@ async def test_writes_during_restart_window_are_not_lost(pg_server, pg_dsn):
             in_db = {r[0] for r in conn.execute("SELECT id FROM t")}
         await sink.wait_for(lambda: in_db <= set(sink.ids("t")), timeout=30)
     assert len(in_db) >= 40 and in_db <= set(sink.ids("t"))
+
+
+@pytest.mark.slow
+async def test_keepalives_that_ask_for_a_reply_are_answered():
+    """wal_sender_timeout=1s and a status interval of a minute: only answering the server's
+    reply-requested keepalives keeps the connection alive."""
+    from cdc.local_postgres import LocalPostgres
+
+    with LocalPostgres(settings={"wal_sender_timeout": "1s"}) as pg:
+        sql(pg.dsn, "CREATE TABLE t (id int PRIMARY KEY)")
+        sink = CollectingSink()
+        w = ReplicationWorker(pg.dsn, sink, slot="ka", status_interval=60, max_backoff=0.5)
+        async with running(w):
+            await asyncio.sleep(3.5)
+            sql(pg.dsn, "INSERT INTO t VALUES (1)")
+            await sink.wait_for(lambda: sink.ids("t") == [1])
+            assert w.reconnects == 0
+            with psycopg.connect(pg.dsn) as conn:
+                pid = conn.execute("SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'ka'").fetchone()[0]
+            assert pid == w._last_pid  # still the first connection

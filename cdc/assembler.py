@@ -225,12 +225,12 @@ class Assembler:
         record: dict[str, Any] = {}
         toast: list[str] = []
         for name, conv, v in zip(st.names, st.converters, values):
-            if v is None:
+            if v.__class__ is str:
+                record[name] = conv(v)
+            elif v is None:
                 record[name] = None
             elif v is UNCHANGED_TOAST:
                 toast.append(name)
-            elif isinstance(v, str):
-                record[name] = conv(v)
             else:  # binary format value: keep the bytes' hex form like bytea output
                 record[name] = "\\x" + v.hex()
         return record, toast

@@ -110,7 +110,7 @@ class RelationColumn(msgspec.Struct, frozen=True, gc=False):
     is_key: bool
 
 
-class Relation(msgspec.Struct, frozen=True):
+class Relation(msgspec.Struct, frozen=True, gc=False):
     relation_id: int
     namespace: str  # "pg_catalog" when the server sent an empty string
     name: str
@@ -126,13 +126,13 @@ class Type(msgspec.Struct, frozen=True, gc=False):
     xid: int | None = None
 
 
-class Insert(msgspec.Struct, frozen=True):
+class Insert(msgspec.Struct, frozen=True, gc=False):
     relation_id: int
     new: tuple[TupleValue, ...]
     xid: int | None = None
 
 
-class Update(msgspec.Struct, frozen=True):
+class Update(msgspec.Struct, frozen=True, gc=False):
     relation_id: int
     new: tuple[TupleValue, ...]
     old: tuple[TupleValue, ...] | None = None
@@ -140,7 +140,7 @@ class Update(msgspec.Struct, frozen=True):
     xid: int | None = None
 
 
-class Delete(msgspec.Struct, frozen=True):
+class Delete(msgspec.Struct, frozen=True, gc=False):
     relation_id: int
     old: tuple[TupleValue, ...]
     old_kind: str  # 'K' or 'O'
@@ -215,28 +215,27 @@ def _tuple(buf: bytes, pos: int) -> tuple[tuple[TupleValue, ...], int]:
     pos += 2
     values: list[TupleValue] = []
     append = values.append
+    unpack = _I32.unpack_from
     for _ in range(ncols):
         kind = buf[pos]
-        pos += 1
         if kind == 0x74:  # 't' text
-            (n,) = _I32.unpack_from(buf, pos)
-            pos += 4
-            end = pos + n
-            if end > len(buf):
-                raise PgOutputError(f"tuple value runs past the end of the message (needs {n} bytes)")
-            append(buf[pos:end].decode("utf-8"))
-            pos = end
+            start = pos + 5
+            pos = start + unpack(buf, pos + 1)[0]
+            append(buf[start:pos].decode())
         elif kind == 0x6E:  # 'n' null
             append(None)
+            pos += 1
         elif kind == 0x75:  # 'u' unchanged toast
             append(UNCHANGED_TOAST)
+            pos += 1
         elif kind == 0x62:  # 'b' binary
-            (n,) = _I32.unpack_from(buf, pos)
-            pos += 4
-            append(bytes(buf[pos:pos + n]))
-            pos += n
+            start = pos + 5
+            pos = start + unpack(buf, pos + 1)[0]
+            append(buf[start:pos])
         else:
-            raise PgOutputError(f"unknown tuple column kind {chr(kind)!r} at offset {pos - 1}")
+            raise PgOutputError(f"unknown tuple column kind {chr(kind)!r} at offset {pos}")
+    if pos > len(buf):
+        raise PgOutputError(f"tuple value runs past the end of the message ({pos} > {len(buf)} bytes)")
     return tuple(values), pos
 
 

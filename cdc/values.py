@@ -143,6 +143,11 @@ def _timestamp(text: str) -> datetime | str:
 
 
 def _timestamptz(text: str) -> datetime | str:
+    if text[-3:] == "+00" and text[-6:-5] != ":":  # the common case: a UTC session
+        try:
+            return datetime.fromisoformat(text[:-3]).replace(tzinfo=timezone.utc)
+        except ValueError:
+            return text
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:

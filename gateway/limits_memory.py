@@ -32,8 +32,13 @@ _log = structlog.get_logger(__name__)
 
 @dataclass(slots=True)
 class _Usage:
-    stored: int       # total in Postgres at the last read or flush
-    pending: int = 0  # admitted here since, not yet written
+    stored: int        # total in Postgres at the last read or flush
+    pending: int = 0   # admitted here since, not yet written
+    flushing: int = 0  # being written by the flush in flight (not yet in ``stored``)
+
+    @property
+    def used(self) -> int:
+        return self.stored + self.flushing + self.pending
 
 
 class MemoryLimits:
@@ -91,7 +96,7 @@ class MemoryLimits:
                 log = self._windows[channel] = SlidingLog()
             check_rate(log, now, rate_limit, channel)
         if usage is not None:
-            check_quota(usage.stored + usage.pending, principal, month)  # type: ignore[arg-type]
+            check_quota(usage.used, principal, month)  # type: ignore[arg-type]
             usage.pending += 1
             self._schedule_flush()
         if log is not None:
@@ -99,8 +104,7 @@ class MemoryLimits:
 
     async def usage(self, owner_id: str) -> int:
         """Messages counted for ``owner_id`` this month (stored plus not yet flushed)."""
-        u = await self._usage_for(owner_id, month_start(self._now()))
-        return u.stored + u.pending
+        return (await self._usage_for(owner_id, month_start(self._now()))).used
 
     async def _usage_for(self, owner: str, month: date) -> _Usage:
         key = (owner, month)
@@ -153,8 +157,9 @@ class MemoryLimits:
         async with self._flush_lock:
             current = month_start(self._now())
             batch = [(key, u, u.pending) for key, u in self._usage.items() if u.pending]
-            for _key, u, n in batch:
+            for _key, u, n in batch:  # still counted by admit_message while the write is in flight
                 u.pending -= n
+                u.flushing = n
             totals: list[int] = []
             try:  # one transaction: all of the batch is written, or none of it
                 async with self._pool.connection() as conn, conn.transaction():
@@ -167,10 +172,11 @@ class MemoryLimits:
                         totals.append(int((await cur.fetchone())[0]))
             except BaseException:
                 for _key, u, n in batch:
+                    u.flushing = 0
                     u.pending += n
                 raise
             for (_key, u, _n), total in zip(batch, totals):
-                u.stored = total
+                u.stored, u.flushing = total, 0
             for key in [k for k, u in self._usage.items() if k[1] != current and not u.pending]:
                 del self._usage[key]
 

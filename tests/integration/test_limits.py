@@ -80,3 +80,22 @@ async def test_month_rollover_starts_a_new_counter(pool, pg_dsn):  # noqa: F811
     await limits.close()
     assert await _stored(pg_dsn, "own_1") == 1
     assert await _stored(pg_dsn, "own_1", date(2027, 1, 1)) == 1
+
+
+async def test_messages_admitted_while_a_flush_is_in_flight_still_count_against_the_quota(pool, pg_dsn):  # noqa: F811
+    async with await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True) as conn:
+        await conn.execute("INSERT INTO nuvem_realtime.usage_monthly (owner_id, month, messages)"
+                           " VALUES ('own_1', '2026-12-01', 499998)")
+    limits = MemoryLimits(pool, now=lambda: DEC, flush_interval=3600)
+    await limits.admit_message(_free(), "c", None)                 # the 499,999th
+    flushing = asyncio.ensure_future(limits.flush())
+    await asyncio.sleep(0)                                        # the flush is now writing that one
+    assert not flushing.done()
+    await limits.admit_message(_free(), "c", None)                 # the 500,000th
+    with pytest.raises(NuvemError) as e:                          # the 500,001st, during the same flush
+        await limits.admit_message(_free(), "c", None)
+    assert e.value.code == "message_quota_exceeded"
+    await flushing
+    assert await limits.usage("own_1") == 500_000
+    await limits.close()
+    assert await _stored(pg_dsn, "own_1") == 500_000

@@ -97,16 +97,16 @@ class HistoryPostgres:
 
     async def _write_loop(self) -> None:
         while True:
-            await self._wakeup.wait()
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
             if self._flush_interval and len(self._queue) < self._batch_max and not self._closing:
                 await asyncio.sleep(self._flush_interval)
             batch, self._queue = self._queue[: self._batch_max], self._queue[self._batch_max:]
-            if not self._queue:
-                self._wakeup.clear()
-            if batch:
-                await self._write_batch(batch)
-            elif self._closing:
-                return
+            await self._write_batch(batch)
 
     async def _write_batch(self, batch: list[_Pending]) -> None:
         now = datetime.now(timezone.utc)

@@ -71,7 +71,7 @@ class ReplicationWorker:
                  publication: str = "nuvem_realtime", plugin: str = "pgoutput",
                  tables: list[str] | None = None, temporary: bool = False,
                  create_publication: bool = True, status_interval: float = 10.0,
-                 max_backoff: float = 30.0) -> None:
+                 max_backoff: float = 30.0, protocol_version: int = 1) -> None:
         if plugin not in _PLUGINS:
             raise InvalidArgument(f"unknown output plugin {plugin!r}",
                                   hint=f"use one of: {', '.join(_PLUGINS)}")
@@ -88,6 +88,7 @@ class ReplicationWorker:
         self.create_publication = create_publication
         self.status_interval = status_interval
         self.max_backoff = max_backoff
+        self.protocol_version = protocol_version  # pgoutput 2 streams large in-progress transactions
 
         self.confirmed_lsn = 0
         self.warnings: list[ReplicaIdentityWarning] = []
@@ -346,7 +347,8 @@ class ReplicationWorker:
                     log.warning("temporary_slot_recreated", slot=self.slot,
                                 note="changes committed while disconnected are not seen")
                 self.confirmed_lsn = self._flushable = max(self._flushable, info.consistent_point)
-            decoder = self.decoder = make_decoder(self.plugin, tables=self._resolved_tables)
+            decoder = self.decoder = make_decoder(self.plugin, tables=self._resolved_tables,
+                                                  protocol_version=self.protocol_version)
             options = decoder.start_options(
                 publication=self.publication if self.plugin == "pgoutput" else None,
                 tables=self._resolved_tables)

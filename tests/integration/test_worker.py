@@ -2,6 +2,7 @@
 
 import asyncio
 
+import psycopg
 import pytest
 
 from cdc.worker import ReplicationWorker
@@ -161,3 +162,28 @@ async def test_stop_during_backoff_returns_promptly(pg_dsn):
         await asyncio.wait_for(w.stop(), 5)
         assert asyncio.get_running_loop().time() - t0 < 1.5
     assert sink.txns == [] and slot_state(pg_dsn, w.slot)[0] < current_lsn(pg_dsn)
+
+
+async def test_pgoutput_v2_streams_a_large_transaction_in_progress(pg_dsn):
+    """Protocol 2 with a tiny logical_decoding_work_mem: the server streams the open transaction in
+    chunks; the worker still delivers it once, whole, at its commit, and an aborted one not at all."""
+    db = pg_dsn.rsplit("/", 1)[1]
+    sql(pg_dsn, f'ALTER DATABASE "{db}" SET logical_decoding_work_mem = \'64kB\'',
+        "CREATE TABLE big (id int PRIMARY KEY, pad text)")
+    sink = CollectingSink()
+    w = _worker(pg_dsn, sink, "pgoutput", protocol_version=2)
+    async with running(w):
+        sql(pg_dsn, "BEGIN", "INSERT INTO big SELECT g, repeat('y', 100) FROM generate_series(5001, 7000) g",
+            "ROLLBACK")
+        sql(pg_dsn, "INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 3000) g")
+        sql(pg_dsn, "INSERT INTO big VALUES (3001, 'after')")
+        await sink.wait_for(lambda: 3001 in sink.ids("big"))
+
+        def streamed() -> bool:  # it really was streamed in progress
+            with psycopg.connect(pg_dsn) as conn:
+                row = conn.execute("SELECT stream_txns FROM pg_stat_replication_slots"
+                                   " WHERE slot_name = %s", (w.slot,)).fetchone()
+            return row is not None and row[0] >= 1
+        await eventually(streamed, what="stream_txns >= 1")
+    assert sink.ids("big") == list(range(1, 3002))
+    assert [len([e for e in t.events if type(e).__name__ == "ChangeEvent"]) for t in sink.txns] == [3000, 1]

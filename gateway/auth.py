@@ -83,7 +83,14 @@ def verify_user_token(token: str, signing_secret: bytes, *, leeway: float = 0.0)
     """Check an HS256 user token's signature and claims; return the claims.
 
     Pure. Raises NuvemError("unauthorized") saying what is wrong (expired, bad signature, ...).
+    Only HS256 is accepted, whatever the token's header says (no "none", no other algorithm).
     """
+    try:
+        alg = jwt.get_unverified_header(token).get("alg")
+    except jwt.PyJWTError as e:
+        raise NuvemError("unauthorized", f"invalid user token: {e}") from None
+    if alg != "HS256":
+        raise NuvemError("unauthorized", f"the user token must be signed with the HS256 algorithm, not {alg!r}")
     try:
         claims = jwt.decode(token, signing_secret, algorithms=["HS256"], leeway=leeway,
                             options={"require": ["exp", "sub"]})

@@ -44,14 +44,19 @@ def test_token_signed_with_another_key_refused():
     assert e.value.code == "unauthorized" and "signature" in e.value.message
 
 
+@pytest.mark.filterwarnings("ignore:The HMAC key is")  # HS512 with a 32-byte secret, on purpose
 def test_token_without_exp_or_with_other_alg_refused():
     no_exp = jwt.encode({"sub": "u"}, signing_secret_for(KEY), algorithm="HS256")
     with pytest.raises(NuvemError, match="'exp'"):
         verify_user_token(no_exp, signing_secret_for(KEY))
-    hs512 = jwt.encode({"sub": "u", "exp": int(time.time()) + 60}, signing_secret_for(KEY) * 2, algorithm="HS512")
-    with pytest.raises(NuvemError) as e:
-        verify_user_token(hs512, signing_secret_for(KEY))
-    assert e.value.code == "unauthorized"
+    claims = {"sub": "u", "exp": int(time.time()) + 60}
+    # correctly signed with the key's own secret, but not HS256: refused all the same
+    hs512 = jwt.encode(claims, signing_secret_for(KEY), algorithm="HS512")
+    unsigned = jwt.encode(claims, None, algorithm="none")
+    for token in (hs512, unsigned):
+        with pytest.raises(NuvemError) as e:
+            verify_user_token(token, signing_secret_for(KEY))
+        assert e.value.code == "unauthorized" and "algorithm" in e.value.message, e.value.message
 
 
 def test_issue_rejects_bad_arguments():

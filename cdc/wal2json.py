@@ -34,7 +34,7 @@ import msgspec
 
 from cdc.assembler import TableMatcher
 from cdc.events import ChangeEvent, ColumnInfo, SchemaChangeEvent, Transaction, parse_lsn
-from cdc.values import BUILTIN_TYPE_NAMES, converter_for
+from cdc.values import BUILTIN_TYPE_NAMES, converter_for, format_type
 
 __all__ = ["Wal2JsonError", "Wal2JsonDecoder", "WAL2JSON_OPTIONS", "add_tables_option",
            "typmod_from_type"]
@@ -48,6 +48,7 @@ WAL2JSON_OPTIONS: dict[str, str] = {
     "include-typmod": "1",
     "include-type-oids": "1",
     "include-pk": "1",
+    "include-domain-data-type": "1",  # a domain's "type" is its base type's (its OID stays)
 }
 
 # numbers keep their exact text: floats are parsed as Decimal, then converted by column type
@@ -97,6 +98,14 @@ def typmod_from_type(type_text: str) -> int:
     return -1
 
 
+# format_type spelling of a built-in type -> its typname ("integer" -> "int4")
+_SQL_NAMES: dict[str, str] = {}
+for _oid, _name in BUILTIN_TYPE_NAMES.items():
+    if not _name.startswith("_"):
+        _SQL_NAMES.setdefault(format_type(_oid, -1, _name).strip('"'), _name)
+_SQL_NAMES.update({"character": "bpchar", "bit": "bit", "time": "time", "timestamp": "timestamp"})
+
+
 def _type_name(oid: int | None, type_text: str | None) -> str:
     if oid is not None:
         name = BUILTIN_TYPE_NAMES.get(oid)
@@ -108,7 +117,12 @@ def _type_name(oid: int | None, type_text: str | None) -> str:
     is_array = text.endswith("[]")
     if is_array:
         text = text[:-2]
-    text = re.sub(r"\(.*\)$", "", text)
+    text = re.sub(r"\(\d+(,-?\d+)?\)", "", text)  # typmods: numeric(10,2), timestamp(3) with ...
+    if text.startswith("interval "):  # interval day to second
+        text = "interval"
+    builtin = _SQL_NAMES.get(text)
+    if builtin:  # a domain over a built-in type (include-domain-data-type)
+        return ("_" + builtin) if is_array else builtin
     if '"' in text:  # "my schema"."My Type" -> My Type
         parts = re.findall(r'"((?:[^"]|"")*)"|([^.]+)', text)
         text = (parts[-1][0].replace('""', '"') or parts[-1][1]) if parts else text

@@ -236,6 +236,17 @@ def test_column_types_are_named_by_typname(cap, plugin):
     assert [c.name for c in ev.columns if c.is_key] == ["id"]
 
 
+@pytest.mark.parametrize("plugin", PLUGINS)
+def test_domains_convert_by_their_base_type(cap, plugin):
+    cap.sql("CREATE DOMAIN posint AS int CHECK (VALUE > 0)",
+            "CREATE DOMAIN money2 AS numeric(10,2)",
+            "CREATE TABLE d (id posint PRIMARY KEY, price money2, ids posint[])",
+            "INSERT INTO d VALUES (7, 12.30, '{1,2}')")
+    [ev] = changes(cap.read(plugin), "d")
+    assert same(ev.record, {"id": 7, "price": Decimal("12.30"), "ids": ["1", "2"]})
+    assert [c.type_name for c in ev.columns] == ["int4", "numeric", "_posint"]
+
+
 # ---------------------------------------------------------------------------------------------
 # change types
 

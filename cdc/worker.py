@@ -339,7 +339,6 @@ class ReplicationWorker:
         rc.plugin = self.plugin
         self._rc = rc
         self._last_pid = rc.backend_pid
-        clean = False
         try:
             if self.temporary:
                 info = await rc.create_slot(self.slot, self.plugin, temporary=True)
@@ -357,11 +356,10 @@ class ReplicationWorker:
             self.started.set()
             log.info("replication_started", slot=self.slot, plugin=self.plugin, lsn=_fmt(self.confirmed_lsn))
             await self._pump(rc, decoder)
-            clean = True
         finally:
             self._rc = None
             self.started.clear()
-            await self._close(rc, clean)
+            await self._close(rc)
 
     async def _pump(self, rc: ReplicationConnection, decoder: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -399,7 +397,7 @@ class ReplicationWorker:
         await rc.send_status(flushed)
         self.confirmed_lsn = flushed
 
-    async def _close(self, rc: ReplicationConnection, clean: bool) -> None:
+    async def _close(self, rc: ReplicationConnection) -> None:
         """Confirm what was delivered, end the stream (CopyDone) and close; best effort."""
         try:
             if not rc.closed and rc.streaming:

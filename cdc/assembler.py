@@ -320,17 +320,31 @@ class Assembler:
                            end_lsn=msg.end_lsn, commit_timestamp=ts, events=p.events, origin=p.origin)
 
     def _stream_abort(self, msg: StreamAbort) -> None:
-        if msg.subxid == msg.xid:
-            self._streams.pop(msg.xid, None)
-            return
         p = self._streams.get(msg.xid)
         if p is None:
             return
-        # Changes after the subtransaction's first one belong to it or to its children (the
-        # abort is decoded at its WAL position, before any later change): cut from there.
-        try:
-            cut = p.subxids.index(msg.subxid)
-        except ValueError:
-            return
+        if msg.subxid == msg.xid:
+            cut = 0
+            del self._streams[msg.xid]
+        else:
+            # Changes after the subtransaction's first one belong to it or to its children (the
+            # abort is decoded at its WAL position, before any later change): cut from there.
+            try:
+                cut = p.subxids.index(msg.subxid)
+            except ValueError:
+                return
+        self._rearm_schema_events(p.events[cut:])
         del p.events[cut:]
         del p.subxids[cut:]
+
+    def _rearm_schema_events(self, dropped: list[ChangeEvent | SchemaChangeEvent]) -> None:
+        """A schema event thrown away with an aborted change must still reach consumers: the
+        next change on that table (in any transaction) carries it again."""
+        for ev in dropped:
+            if type(ev) is not SchemaChangeEvent:
+                continue
+            for st in self._relations.values():
+                if (st.schema.schema, st.schema.table) == (ev.schema, ev.table) and \
+                        st.schema.columns == ev.columns and not st.pending_schema_event:
+                    st.pending_schema_event = True
+                    st.previous_columns = ev.previous_columns

@@ -220,7 +220,10 @@ def _tuple(buf: bytes, pos: int) -> tuple[tuple[TupleValue, ...], int]:
         kind = buf[pos]
         if kind == 0x74:  # 't' text
             start = pos + 5
-            pos = start + unpack(buf, pos + 1)[0]
+            n = unpack(buf, pos + 1)[0]
+            if n < 0:
+                raise PgOutputError(f"negative value length {n} at offset {pos + 1}")
+            pos = start + n
             append(buf[start:pos].decode())
         elif kind == 0x6E:  # 'n' null
             append(None)
@@ -230,7 +233,10 @@ def _tuple(buf: bytes, pos: int) -> tuple[tuple[TupleValue, ...], int]:
             pos += 1
         elif kind == 0x62:  # 'b' binary
             start = pos + 5
-            pos = start + unpack(buf, pos + 1)[0]
+            n = unpack(buf, pos + 1)[0]
+            if n < 0:
+                raise PgOutputError(f"negative value length {n} at offset {pos + 1}")
+            pos = start + n
             append(buf[start:pos])
         else:
             raise PgOutputError(f"unknown tuple column kind {chr(kind)!r} at offset {pos}")

@@ -197,8 +197,12 @@ class Wal2JsonDecoder:
                 pass  # pg_logical_emit_message(): not a change event
             else:
                 raise Wal2JsonError(f"unknown wal2json action {action!r}")
-        except (KeyError, TypeError) as e:
-            raise Wal2JsonError(f"wal2json {action!r} object lacks or mistypes {e}: {payload[:120]!r}") from e
+        except Wal2JsonError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise Wal2JsonError(
+                f"wal2json {action!r} object lacks or mistypes a field ({type(e).__name__}: {e}):"
+                f" {payload[:120]!r}") from e
         return []
 
     # -- actions ---------------------------------------------------------------------------

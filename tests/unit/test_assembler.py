@@ -154,6 +154,14 @@ def test_streamed_transaction_buffers_until_commit_and_cuts_aborted_subtransacti
     assert not asm.in_transaction()
 
 
+def test_schema_event_dropped_with_an_aborted_stream_comes_again():
+    asm = Assembler()
+    run(asm, StreamStart(50, True), ORDERS, Insert(1, ("1", "1", "a"), 50), StreamStop(), StreamAbort(50, 50))
+    [txn] = run(asm, begin(70), ORDERS, Insert(1, ("2", "2", "b")), commit())
+    assert [type(e).__name__ for e in txn.events] == ["SchemaChangeEvent", "ChangeEvent"]
+    assert txn.events[0].previous_columns is None
+
+
 def test_streamed_and_plain_transactions_interleave():
     asm = Assembler()
     out = run(asm, StreamStart(50, True), ORDERS, Insert(1, ("1", "1", "a"), 50), StreamStop(),

@@ -8,6 +8,8 @@ import sys
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cdc.pgoutput import (
     UNCHANGED_TOAST,
@@ -172,6 +174,15 @@ def test_memoryview_and_bytearray_input():
 def test_bad_input_names_the_problem(payload, words):
     with pytest.raises(PgOutputError, match=words.replace("(", r"\(")):
         decode_message(payload)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(list(b"BCORYIUDTMSEcA")), st.binary(max_size=64), st.booleans())
+def test_garbage_after_a_valid_type_byte_only_raises_pgoutput_error(kind, tail, in_stream):
+    try:
+        decode_message(bytes([kind]) + tail, in_stream)
+    except PgOutputError:
+        pass
 
 
 def test_pure_module_imports_no_io_libraries():

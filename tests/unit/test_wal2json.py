@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal
 
+import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cdc.events import ChangeEvent, ColumnInfo, SchemaChangeEvent, Transaction, parse_lsn
 from cdc.wal2json import Wal2JsonDecoder, Wal2JsonError, add_tables_option, typmod_from_type
@@ -123,10 +126,31 @@ def test_bad_input_names_the_problem(payload, words):
         Wal2JsonDecoder().feed(payload, 0)
 
 
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.sampled_from(["0/1", "x/y", "1/"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["name", "type", "typeoid", "value"]), inner, max_size=4),
+    max_leaves=8)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.fixed_dictionaries(
+    {"action": st.sampled_from(["B", "C", "I", "U", "D", "T", "M"])},
+    optional={k: _json_values for k in ("xid", "timestamp", "lsn", "nextlsn", "schema", "table",
+                                         "columns", "identity", "pk")}), min_size=1, max_size=4))
+def test_garbage_objects_only_raise_wal2json_error(objs):
+    dec = Wal2JsonDecoder()
+    for obj in objs:
+        try:
+            dec.feed(msgspec.json.encode(obj), 0)
+        except Wal2JsonError:
+            pass
+
+
 def test_missing_field_is_a_clear_error():
     dec = Wal2JsonDecoder()
     dec.feed(B(), 0)
-    with pytest.raises(Wal2JsonError, match="'I' object lacks"):
+    with pytest.raises(Wal2JsonError, match="'I' object lacks or mistypes a field"):
         dec.feed(b'{"action":"I","schema":"s"}', 1)
 
 

@@ -35,6 +35,9 @@ ALL_EVENTS: frozenset[str] = frozenset({"INSERT", "UPDATE", "DELETE", "TRUNCATE"
 Transition = Literal["enter", "stay", "leave", "unknown"] | None
 _MISSING = object()
 _K_MIN = -60  # smallest range width class: cells of 2**-60
+# a value the key functions cannot place (infinity, NaN, a date string Python cannot hold):
+# fall back to every group of that column, decided by the filters themselves
+_UNPLACEABLE = (TypeError, ValueError, AttributeError, OverflowError, ArithmeticError)
 
 
 class Match(NamedTuple):
@@ -74,7 +77,7 @@ class _Group:
                 return False
             try:
                 return (hint.key(v) if hint.key else v) in hint.keys
-            except (ValueError, TypeError):
+            except _UNPLACEABLE:
                 return self.flt.matches(view)
         return self.flt.matches(view)
 
@@ -111,7 +114,7 @@ class _Buckets:
             return ()
         try:
             b = self.by_value.get(self.key(v) if self.key else v)
-        except (ValueError, TypeError):
+        except _UNPLACEABLE:
             return self.groups.values()
         return b.values() if b else ()
 
@@ -176,7 +179,7 @@ class _RangeGrid:
                 if b:
                     out.extend(b.values())
             return out
-        except (TypeError, ValueError, OverflowError, ArithmeticError):
+        except _UNPLACEABLE:
             return self.groups.values()
 
 

@@ -263,7 +263,7 @@ def parse_array(text: str, elem: Converter = _str, delim: str = ",") -> list[Any
             start = pos
             while pos < n and text[pos] not in (delim, "}"):
                 pos += 1
-            token = text[start:pos].strip()
+            token = text[start:pos].strip(" \t\n\r\v\f")  # array_isspace: ASCII only
             if not stack:
                 raise ValueError_(f"malformed array literal {text[:60]!r}")
             if token.upper() == "NULL":

@@ -326,12 +326,15 @@ def _float_text(v: float, type_name: str = "float8") -> str:
 _INF = float("inf")
 
 
-def _elem_text(value: Any, elem_type: str) -> str:
+def _elem_text(value: Any, elem_type: str, delim: str = ",") -> str:
     if value is None:
         return "NULL"
     text = to_pg_text(value, elem_type)
-    if (text == "" or text.upper() == "NULL"
-            or any(c in text for c in '{},"\\; \t\n\r\v\f')):
+    assert text is not None
+    # array_out quotes empty strings, NULL look-alikes, and anything with {}"\, the delimiter
+    # or ASCII whitespace
+    if (text == "" or text.upper() == "NULL" or delim in text
+            or any(c in text for c in '{}"\\ \t\n\r\v\f')):
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return text
 
@@ -370,7 +373,7 @@ def to_pg_text(value: Any, type_name: str) -> str | None:
 
 def _elem_text_list(value: list[Any], elem_type: str, delim: str) -> str:
     return "{" + delim.join(
-        _elem_text_list(v, elem_type, delim) if isinstance(v, list) else _elem_text(v, elem_type)
+        _elem_text_list(v, elem_type, delim) if isinstance(v, list) else _elem_text(v, elem_type, delim)
         for v in value) + "}"
 
 

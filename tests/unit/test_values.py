@@ -113,7 +113,8 @@ def test_converters_are_cached_per_type():
     ([1, None, 3], "_int4", "{1,NULL,3}"), ([[1, 2], [3, 4]], "_int4", "{{1,2},{3,4}}"),
     (["a b", None, "NULL", "", "x", 'q"u\\o'], "_text", '{"a b",NULL,"NULL","",x,"q\\"u\\\\o"}'),
     ([True, False], "_bool", "{t,f}"),
-    (["a;b", "x,y", " ", "null", "\x85"], "_text", '{a;b,"x,y"," ","null",\x85}'),  # as array_out prints ([{"a": 1}], "_json", '{"{\\"a\\": 1}"}'),
+    (["a;b", "x,y", " ", "null", "\x85"], "_text", '{a;b,"x,y"," ","null",\x85}'),  # as array_out prints
+    ([{"a": 1}], "_json", '{"{\\"a\\": 1}"}'),
 ])
 def test_to_pg_text(value, type_name, text):
     assert to_pg_text(value, type_name) == text

@@ -78,14 +78,24 @@ async def test_secret_key_limited_to_patterns_only_sees_and_touches_those(gatewa
     chat_only = await make_key(channels=["chat:*"])
     await _call(http, gateway_server, "POST", f"{CHANNELS}/orders:x/publish", {"event": "e"}, auth=admin)
     await _call(http, gateway_server, "POST", f"{CHANNELS}/chat:x/publish", {"event": "e"}, auth=admin)
+    _, orders, _ = await _call(http, gateway_server, "POST", CHANNELS, {"name": "orders:created"}, auth=admin)
+    await _call(http, gateway_server, "POST", CHANNELS, {"name": "chat:created"}, auth=admin)
     for method, path, body in [("POST", f"{CHANNELS}/orders:x/publish", {"event": "e"}),
                                ("GET", f"{CHANNELS}/orders:x/history", None),
-                               ("POST", CHANNELS, {"name": "orders:y"})]:
+                               ("POST", CHANNELS, {"name": "orders:y"}),
+                               ("GET", f"{CHANNELS}/orders:created", None),
+                               ("GET", f"{CHANNELS}/{orders['id']}", None),
+                               ("PATCH", f"{CHANNELS}/{orders['id']}", {"maxConnections": 1}),
+                               ("DELETE", f"{CHANNELS}/orders:created", None)]:
         status, resp, _ = await _call(http, gateway_server, method, path, body, auth=chat_only)
-        assert status == 403 and "orders:" in resp["error"]["message"], resp
+        assert status == 403 and "orders:" in resp["error"]["message"], (method, path, resp)
     status, resp, _ = await _call(http, gateway_server, "POST", f"{CHANNELS}/chat:x/publish", {"event": "e"},
                                   auth=chat_only)
     assert status == 200
+    status, listed, _ = await _call(http, gateway_server, "GET", CHANNELS, auth=chat_only)
+    assert status == 200 and [c["name"] for c in listed["channels"]] == ["chat:created"]
+    _, still, _ = await _call(http, gateway_server, "GET", f"{CHANNELS}/{orders['id']}", auth=admin)
+    assert still["maxConnections"] is None  # the refused PATCH changed nothing
 
 
 async def test_expired_user_token_refused_on_the_websocket(ws_connect, make_key):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import subprocess
+import sys
 
 import psycopg
 import pytest
 
-from gateway.cli import main
 from gateway.migrate import SQL_DIR, MigrationError, migrate, migration_files
 
 
@@ -41,14 +43,19 @@ async def test_a_failing_migration_names_the_file_and_applies_nothing_of_it(pg_d
                             ).fetchone()[0] == 0
 
 
-def test_cli_migrate(pg_dsn, capsys, monkeypatch):
-    monkeypatch.delenv("NUVEM_DATABASE_URL", raising=False)
-    assert main(["migrate"]) == 2
-    assert "--database-url" in capsys.readouterr().err
-    assert main(["migrate", "--database-url", pg_dsn]) == 0
-    assert "0001_init.sql" in capsys.readouterr().out
-    assert main(["migrate", "--database-url", pg_dsn]) == 0
-    assert "up to date" in capsys.readouterr().out
+def test_cli_migrate(pg_dsn):
+    # a subprocess: the real command line, and cli.main's global logging setup stays out of this process
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "NUVEM_DATABASE_URL"}
+        return subprocess.run([sys.executable, "-m", "gateway.cli", "migrate", *args], capture_output=True,
+                              text=True, env=env, timeout=60)
+
+    missing = cli()
+    assert missing.returncode == 2 and "--database-url" in missing.stderr
+    first = cli("--database-url", pg_dsn)
+    assert first.returncode == 0 and "0001_init.sql" in first.stdout, first.stderr
+    again = cli("--database-url", pg_dsn)
+    assert again.returncode == 0 and "up to date" in again.stdout
 
 
 def test_sql_dir_is_the_repository_sql_folder():

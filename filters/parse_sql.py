@@ -29,7 +29,6 @@ ALLOWED_SQL = ("a boolean expression over the table's columns: column <op> liter
                "parentheses; literals may be cast ('2026-01-01'::timestamptz)")
 
 _PREFIX = "SELECT 1 WHERE "
-_PREFIX_BYTES = len(_PREFIX.encode())
 _COMPARE_OPS = {"=": "eq", "<>": "neq", "!=": "neq", "<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
 _FLIPPED = {"eq": "eq", "neq": "neq", "lt": "gt", "lte": "gte", "gt": "lt", "gte": "lte"}
 _SELECT_DEFAULTS = ("distinctClause", "intoClause", "fromClause", "groupClause", "havingClause",
@@ -66,8 +65,9 @@ def parse_sql_filter(text: str) -> Node:
     try:
         stmts = _pg_parse(wrapped)
     except _pg_parser.ParseError as e:
-        loc = e.args[1] if len(e.args) > 1 else None
-        raise FilterError(f"SQL syntax error: {e.args[0]}", position=_char_pos(wrapped, loc),
+        loc = e.args[1] if len(e.args) > 1 else None  # a character offset (node locations are bytes)
+        pos = max(0, loc - len(_PREFIX)) if isinstance(loc, int) and loc >= 0 else None
+        raise FilterError(f"SQL syntax error: {e.args[0]}", position=pos,
                           hint=f"a filter is {ALLOWED_SQL}") from None
     except RecursionError:
         raise FilterError("the filter is nested too deeply", hint=f"at most {limits.MAX_DEPTH} levels") from None
@@ -85,6 +85,7 @@ def parse_sql_filter(text: str) -> Node:
 
 
 def _char_pos(wrapped: str, byte_loc: Any) -> int | None:
+    """A parse-tree node location (bytes into the wrapped text) -> characters into the user's text."""
     if not isinstance(byte_loc, int) or byte_loc < 0:
         return None
     prefix = wrapped.encode("utf-8")[:byte_loc].decode("utf-8", errors="ignore")
@@ -96,15 +97,14 @@ def _check_tokens(text: str) -> None:
         tokens = _pg_parser.scan(text)
     except _pg_parser.ParseError as e:
         loc = e.args[1] if len(e.args) > 1 else None
-        pos = _char_pos(_PREFIX + text, loc + _PREFIX_BYTES if isinstance(loc, int) else None)
+        pos = loc if isinstance(loc, int) and loc >= 0 else None
         raise FilterError(f"SQL syntax error: {e.args[0]}", position=pos, hint=ALLOWED_SQL) from None
     if len(tokens) > 4 * limits.MAX_NODES + 4 * limits.MAX_IN_LIST:
         raise FilterError(f"the filter has {len(tokens)} tokens; it is too large",
                           hint=f"at most {limits.MAX_NODES} conditions and {limits.MAX_IN_LIST} values per IN list")
-    raw = text.encode("utf-8")
     depth = 0
     for tok in tokens:
-        pos = len(raw[:tok.start].decode("utf-8", errors="ignore"))
+        pos = tok.start  # scanner offsets are characters
         if tok.name in ("SQL_COMMENT", "C_COMMENT"):
             raise FilterError("comments are not allowed in a filter", position=pos,
                               hint="remove the -- or /* */ comment")

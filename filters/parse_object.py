@@ -64,6 +64,7 @@ class _ObjectParser:
             at = f"{path}.{key}" if path else str(key)
             if not isinstance(key, str) or not key:
                 raise FilterError("column names must be non-empty strings", position=at)
+            _check_string(key, at)
             if key.startswith("$"):
                 items.append(self.logic(key, value, at, depth))
             else:
@@ -148,6 +149,7 @@ class _ObjectParser:
         if isinstance(v, Decimal):
             return Lit(v, "numeric", pos=at)
         if isinstance(v, str):
+            _check_string(v, at)
             if len(v) > limits.MAX_LITERAL_LENGTH:
                 raise FilterError(f"a literal is {len(v)} characters long; the limit is {limits.MAX_LITERAL_LENGTH}",
                                   position=at)
@@ -157,6 +159,15 @@ class _ObjectParser:
             return Lit(_freeze(v), "json", pos=at)
         raise FilterError(f"unsupported value of type {_json_type(v)}", position=at,
                           hint="values are strings, numbers, booleans or null")
+
+
+def _check_string(s: str, at: str) -> None:
+    if "\x00" in s:
+        raise FilterError("strings must not contain NUL characters", position=at)
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FilterError("strings must be valid UTF-8 text", position=at) from None
 
 
 def _check_json_size(v: Any, at: str) -> None:

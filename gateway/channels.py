@@ -21,14 +21,28 @@ from gateway.errors import NuvemError
 CHANNEL_NAME_GRAMMAR = r"^[A-Za-z0-9_\-:.@]{1,200}$"
 _NAME_RE = re.compile(CHANNEL_NAME_GRAMMAR)
 _PATTERN_RE = re.compile(r"^[A-Za-z0-9_\-:.@*]{1,200}$")
+_ID_RE = re.compile(r"^ch_[0-9a-f]{16}$")
 
 
-def validate_channel_name(name: str) -> None:
-    """Raise NuvemError("invalid_request") unless ``name`` matches CHANNEL_NAME_GRAMMAR."""
+def is_channel_id(ref: str) -> bool:
+    """Whether ``ref`` has the shape of a channel id ("ch_" + 16 hex digits), reserved for ids."""
+    return bool(_ID_RE.match(ref))
+
+
+def validate_channel_name(name: str, *, field: str = "channel") -> None:
+    """Raise NuvemError("invalid_request") unless ``name`` matches CHANNEL_NAME_GRAMMAR.
+
+    Names shaped like a channel id are refused too, so that ``:channelId`` (an id or a name)
+    always names one channel.
+    """
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise NuvemError("invalid_request",
                          f"invalid channel name {name!r}: use 1-200 characters from A-Z a-z 0-9 _ - : . @"
-                         " (e.g. 'chat:sala-principal')", field="channel", grammar=CHANNEL_NAME_GRAMMAR)
+                         " (e.g. 'chat:sala-principal')", field=field, grammar=CHANNEL_NAME_GRAMMAR)
+    if is_channel_id(name):
+        raise NuvemError("invalid_request",
+                         f"channel name {name!r} is reserved: 'ch_' followed by 16 hex digits is the form of"
+                         " channel ids; choose another name", field=field)
 
 
 def validate_channel_pattern(pattern: str) -> None:
@@ -74,6 +88,8 @@ class _Unset:
 
 UNSET: Any = _Unset()   # "leave this field as it is" in ChannelRegistry.update
 
+# one row at most: names shaped like ids are refused (validate_channel_name)
+_BY_REF = "(id = %s OR name = %s)"
 _COLUMNS = ("id, name, max_connections, rate_limit_messages, rate_limit_window_seconds,"
             " history_max_count, history_max_age_seconds, created_at")
 
@@ -121,12 +137,8 @@ class ChannelRegistry:
         now = time.monotonic()
         if hit is not None and now - hit[0] < self._cache_seconds:
             return hit[1]
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                f"SELECT {_COLUMNS} FROM nuvem_realtime.channels WHERE id = %s OR name = %s"
-                " ORDER BY (id = %s) DESC LIMIT 1", (id_or_name, id_or_name, id_or_name))
-            row = await cur.fetchone()
-        config = _config(row) if row else None
+        config = await self._one(f"SELECT {_COLUMNS} FROM nuvem_realtime.channels WHERE {_BY_REF}",
+                                 (id_or_name, id_or_name))
         self._remember(id_or_name, config, now)
         return config
 
@@ -134,7 +146,7 @@ class ChannelRegistry:
                      history_max_count: int | None = None,
                      history_max_age_seconds: float | None = None) -> ChannelConfig:
         """Create a channel with a config; NuvemError("conflict") if one with that name exists."""
-        validate_channel_name(name)
+        validate_channel_name(name, field="name")
         _check_settings(max_connections, rate_limit, history_max_count, history_max_age_seconds)
         channel_id = "ch_" + secrets.token_hex(8)
         try:
@@ -171,28 +183,20 @@ class ChannelRegistry:
             sets += ["rate_limit_messages = %s", "rate_limit_window_seconds = %s"]
             params += [rate_limit.messages if rate_limit else None, rate_limit.window_seconds if rate_limit else None]
         sets.append("updated_at = now()")
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                f"UPDATE nuvem_realtime.channels SET {', '.join(sets)} WHERE id = %s OR name = %s"
-                f" RETURNING {_COLUMNS}", (*params, id_or_name, id_or_name))
-            row = await cur.fetchone()
-        if row is None:
-            raise _not_found(id_or_name)
-        config = _config(row)
+        config = await self._one(f"UPDATE nuvem_realtime.channels SET {', '.join(sets)} WHERE {_BY_REF}"
+                                 f" RETURNING {_COLUMNS}", (*params, id_or_name, id_or_name))
+        if config is None:
+            raise channel_not_found(id_or_name)
         self._remember(config.id, config)
         self._remember(config.name, config)
         return config
 
     async def delete(self, id_or_name: str) -> ChannelConfig:
         """Delete a created channel's config (it becomes implicit again); NuvemError("channel_not_found")."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                f"DELETE FROM nuvem_realtime.channels WHERE id = %s OR name = %s RETURNING {_COLUMNS}",
-                (id_or_name, id_or_name))
-            row = await cur.fetchone()
-        if row is None:
-            raise _not_found(id_or_name)
-        config = _config(row)
+        config = await self._one(f"DELETE FROM nuvem_realtime.channels WHERE {_BY_REF} RETURNING {_COLUMNS}",
+                                 (id_or_name, id_or_name))
+        if config is None:
+            raise channel_not_found(id_or_name)
         self._remember(config.id, None)
         self._remember(config.name, None)
         return config
@@ -203,6 +207,11 @@ class ChannelRegistry:
             cur = await conn.execute(f"SELECT {_COLUMNS} FROM nuvem_realtime.channels ORDER BY name")
             return [_config(r) for r in await cur.fetchall()]
 
+    async def _one(self, sql: str, params: tuple) -> ChannelConfig | None:
+        async with self._pool.connection() as conn:
+            row = await (await conn.execute(sql, params)).fetchone()
+        return _config(row) if row else None
+
     def _remember(self, key: str, config: ChannelConfig | None, now: float | None = None) -> None:
         if len(self._cache) > 100_000:
             self._cache.clear()
@@ -212,6 +221,7 @@ class ChannelRegistry:
         self._cache.pop(key, None)
 
 
-def _not_found(id_or_name: str) -> NuvemError:
-    return NuvemError("channel_not_found", f"no channel with id or name {id_or_name!r} was created"
+def channel_not_found(id_or_name: str) -> NuvemError:
+    """The 404 for a ``:channelId`` (an id or a name) that names no channel."""
+    return NuvemError("channel_not_found", f"no channel with id or name {id_or_name!r}"
                       " (POST /v1/realtime/channels creates one)", channelId=id_or_name)

@@ -22,7 +22,8 @@ from aiohttp import web
 from gateway.appkeys import AUTH, CHANNELS, NODE
 from gateway.auth import Principal, credential_from_request
 from gateway.channels import UNSET as CHANNEL_UNSET
-from gateway.channels import ChannelConfig, RateLimit, validate_channel_name
+from gateway.channels import (CHANNEL_NAME_GRAMMAR, ChannelConfig, RateLimit, channel_not_found, is_channel_id,
+                              validate_channel_name)
 from gateway.errors import NuvemError
 from gateway.openapi import RouteSpec, build_openapi
 
@@ -41,7 +42,7 @@ class RateLimitBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
 
 
 class CreateChannel(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
-    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-:.@]{1,200}$")]
+    name: Annotated[str, msgspec.Meta(pattern=CHANNEL_NAME_GRAMMAR)]
     max_connections: PositiveInt | None = None
     rate_limit: RateLimitBody | None = None
     history_max_count: NonNegativeInt | None = None
@@ -204,15 +205,33 @@ async def _stats_by_name(request: web.Request) -> dict[str, dict]:
     return {s["name"]: s for s in await request.app[NODE].channel_stats()}
 
 
-async def _resolve(request: web.Request, principal: Principal) -> tuple[str, ChannelConfig | None]:
-    """The channel named by :channelId (an id or a name) and its config (None: implicit)."""
+async def _resolve(request: web.Request, principal: Principal, *,
+                   bad_name_is_404: bool = False) -> tuple[str, ChannelConfig | None]:
+    """The channel :channelId names (an id or a name) and its config (None: implicit), if the
+    principal may use it. An unknown id is 404 channel_not_found; a ref that is no valid name is
+    400 invalid_request naming the grammar, or 404 with ``bad_name_is_404`` (lookups)."""
     ref = request.match_info["channelId"]
     config = await request.app[CHANNELS].get(ref)
-    name = config.name if config else ref
     if config is None:
-        validate_channel_name(name)
+        if is_channel_id(ref):
+            raise channel_not_found(ref)
+        try:
+            validate_channel_name(ref)
+        except NuvemError:
+            if bad_name_is_404:
+                raise channel_not_found(ref) from None
+            raise
+    name = config.name if config else ref
     principal.require_access(name)
     return name, config
+
+
+async def _created(request: web.Request, principal: Principal) -> ChannelConfig:
+    """The config of the channel created by REST that :channelId names, else 404 channel_not_found."""
+    _name, config = await _resolve(request, principal, bad_name_is_404=True)
+    if config is None:
+        raise channel_not_found(request.match_info["channelId"])
+    return config
 
 
 # handlers --------------------------------------------------------------------------------------
@@ -239,22 +258,17 @@ async def create_channel(request: web.Request) -> web.Response:
 
 async def get_channel(request: web.Request) -> web.Response:
     principal = await _admin(request)
-    ref = request.match_info["channelId"]
-    name, config = await _resolve_or_404(request, principal, ref)
+    name, config = await _resolve(request, principal, bad_name_is_404=True)
     stats = (await _stats_by_name(request)).get(name)
     if config is None and stats is None:
         page = await request.app[NODE].history(name, limit=1)
         if page.latest_offset == 0:
-            raise _not_found(ref)
+            raise channel_not_found(name)
     return _json(_channel(name, config, stats))
 
 
 async def update_channel(request: web.Request) -> web.Response:
-    principal = await _admin(request)
-    ref = request.match_info["channelId"]
-    name, config = await _resolve_or_404(request, principal, ref)
-    if config is None:
-        raise _not_found(ref)
+    config = await _created(request, await _admin(request))
     body: UpdateChannel = await _body(request, UpdateChannel)
     changes: dict[str, Any] = {}
     for attr in ("max_connections", "history_max_count", "history_max_age_seconds"):
@@ -266,16 +280,12 @@ async def update_channel(request: web.Request) -> web.Response:
         changes["rate_limit"] = (RateLimit(body.rate_limit.messages, body.rate_limit.window_seconds)
                                  if body.rate_limit else None)
     config = await request.app[CHANNELS].update(config.id, **changes)
-    stats = (await _stats_by_name(request)).get(name)
-    return _json(_channel(name, config, stats))
+    stats = (await _stats_by_name(request)).get(config.name)
+    return _json(_channel(config.name, config, stats))
 
 
 async def delete_channel(request: web.Request) -> web.Response:
-    principal = await _admin(request)
-    ref = request.match_info["channelId"]
-    _name, config = await _resolve_or_404(request, principal, ref)
-    if config is None:
-        raise _not_found(ref)
+    config = await _created(request, await _admin(request))
     await request.app[CHANNELS].delete(config.id)
     return web.Response(status=204)
 
@@ -306,22 +316,6 @@ async def openapi_document(request: web.Request) -> web.Response:
     return _json(build_openapi(ALL_ROUTES))
 
 
-async def _resolve_or_404(request: web.Request, principal: Principal, ref: str) -> tuple[str, ChannelConfig | None]:
-    config = await request.app[CHANNELS].get(ref)
-    if config is None:
-        try:
-            validate_channel_name(ref)
-        except NuvemError:
-            raise _not_found(ref) from None
-    name = config.name if config else ref
-    principal.require_access(name)
-    return name, config
-
-
-def _not_found(ref: str) -> NuvemError:
-    return NuvemError("channel_not_found", f"no channel with id or name {ref!r}", channelId=ref)
-
-
 # routes ------------------------------------------------------------------------------------------
 _AUTH_ERRORS = ("unauthorized", "forbidden")
 _CHANNEL = "/v1/realtime/channels/{channelId}"
@@ -344,12 +338,12 @@ ROUTES: list[RouteSpec] = [
               errors=(*_AUTH_ERRORS, "channel_not_found")),
     RouteSpec("POST", _CHANNEL + "/publish", "publish", "Publish from the server", publish,
               body=PublishBody, responses={200: ("accepted, with its offset", Published)},
-              errors=("invalid_request", *_AUTH_ERRORS, "payload_too_large", "rate_limit_exceeded",
-                      "message_quota_exceeded"),
+              errors=("invalid_request", *_AUTH_ERRORS, "channel_not_found", "payload_too_large",
+                      "rate_limit_exceeded", "message_quota_exceeded"),
               description="Delivered to WebSocket subscribers like any message, stored in history."),
     RouteSpec("GET", _CHANNEL + "/history", "history", "Read a channel's history", history,
               query=HistoryQuery, responses={200: ("a page of messages, oldest first", HistoryPage)},
-              errors=("invalid_request", *_AUTH_ERRORS)),
+              errors=("invalid_request", *_AUTH_ERRORS, "channel_not_found")),
     RouteSpec("GET", "/v1/openapi.json", "openapi", "This document", openapi_document,
               responses={200: ("the OpenAPI 3.1 document", None)}, auth=False),
 ]

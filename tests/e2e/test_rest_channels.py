@@ -120,8 +120,22 @@ async def test_delete_then_404(api):
     assert status == 404 and body["error"]["code"] == "channel_not_found"
     status, body, _ = await api("DELETE", f"{CHANNELS}/tmp")
     assert status == 404
+    # the old id names no channel any more: not an implicit channel called "ch_..."
+    for method, path, json in (("POST", f"{CHANNELS}/{created['id']}/publish", {"event": "e"}),
+                               ("GET", f"{CHANNELS}/{created['id']}/history", None),
+                               ("GET", f"{CHANNELS}/{created['id']}", None)):
+        status, body, _ = await api(method, path, json=json)
+        assert status == 404 and body["error"]["code"] == "channel_not_found", (path, body)
+        assert created["id"] in body["error"]["message"]
     status, _, _ = await api("POST", CHANNELS, json={"name": "tmp"})
     assert status == 201  # the name is free again
+
+
+async def test_names_shaped_like_channel_ids_are_reserved(api):
+    status, body, _ = await api("POST", CHANNELS, json={"name": "ch_0123456789abcdef"})
+    assert status == 400 and body["error"]["field"] == "name" and "reserved" in body["error"]["message"], body
+    status, body, _ = await api("POST", CHANNELS, json={"name": "ch_general"})
+    assert status == 201, body  # only the exact id shape is reserved
 
 
 async def test_rest_publish_reaches_websocket_subscribers_and_history(api, ws_connect):

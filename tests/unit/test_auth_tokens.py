@@ -97,6 +97,14 @@ def test_invalid_channel_names_name_the_grammar(name):
     assert e.value.code == "invalid_request" and "A-Z a-z 0-9" in e.value.message
 
 
+def test_channel_id_shaped_names_are_reserved():
+    with pytest.raises(NuvemError) as e:
+        validate_channel_name("ch_0123456789abcdef")
+    assert e.value.code == "invalid_request" and "reserved" in e.value.message
+    for name in ("ch_0123456789abcde", "ch_0123456789ABCDEF", "ch_0123456789abcdef0", "xch_0123456789abcdef"):
+        validate_channel_name(name)
+
+
 def test_channel_patterns():
     validate_channel_pattern("chat:*")
     with pytest.raises(NuvemError):

@@ -17,6 +17,7 @@ What is limited (errors from gateway.errors, all HTTP 429):
 from __future__ import annotations
 
 import inspect
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
@@ -109,10 +110,11 @@ def check_rate(log: SlidingLog, now: float, rate_limit: "RateLimit", channel: st
     """Raise rate_limit_exceeded (with retryAfter) if ``log`` is full at ``now``. Does not record."""
     wait = log.retry_after(now, rate_limit.messages, rate_limit.window_seconds)
     if wait > 0:
+        wait = math.ceil(wait * 1000) / 1000  # whole milliseconds, never less than the real wait
         raise NuvemError("rate_limit_exceeded",
-                         f"channel {channel!r} allows {rate_limit.messages} messages per"
-                         f" {rate_limit.window_seconds:g} s; retry in {wait:.3f} s",
-                         retryAfter=round(wait, 3), limit=rate_limit.messages,
+                         f"channel {channel!r} allows {rate_limit.messages} messages in any"
+                         f" {rate_limit.window_seconds:g} s window; retry in {wait:.3f} s",
+                         retryAfter=wait, limit=rate_limit.messages,
                          windowSeconds=rate_limit.window_seconds, channel=channel)
 
 

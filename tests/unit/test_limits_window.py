@@ -139,3 +139,14 @@ async def test_channel_member_cap():
     assert limits.channel_members("room") == 3
     await a.release()
     assert limits.channel_members("room") == 2
+
+
+def test_retry_after_is_never_rounded_below_the_real_wait():
+    from gateway.limits import check_rate
+    log = SlidingLog()
+    log.record(0.0)
+    with pytest.raises(NuvemError) as e:
+        check_rate(log, 9.9996, RateLimit(1, 10.0), "c")   # 0.4 ms left
+    retry = e.value.details["retryAfter"]
+    assert retry >= 0.0004 and retry == 0.001
+    assert log.retry_after(9.9996 + retry, 1, 10.0) == 0.0  # waiting retryAfter is enough

@@ -124,3 +124,47 @@ async def test_channel_max_connections_refuses_the_next_join(gateway_server, htt
     await join(c, "room")
     for ws in (a, b, c):
         await ws.close()
+
+
+async def test_concurrent_publishes_at_the_rate_threshold_admit_exactly_n(gateway_server, http, make_key):
+    key = await make_key()
+    await _post(http, gateway_server, key, CHANNELS, {"name": "burst", "rateLimit": {"messages": 5, "windowSeconds": 60}})
+    results = await asyncio.gather(*(_post(http, gateway_server, key, f"{CHANNELS}/burst/publish",
+                                           {"event": "e", "payload": i}) for i in range(20)))
+    statuses = sorted(status for status, _, _ in results)
+    assert statuses == [200] * 5 + [429] * 15
+    admitted = sorted(body["offset"] for status, body, _ in results if status == 200)
+    assert admitted == [1, 2, 3, 4, 5]
+    assert len(await _history(http, gateway_server, key, "burst")) == 5
+    assert await gateway_server.app[LIMITS].usage(key_id_for(key)) == 5
+
+
+async def test_concurrent_publishes_at_the_quota_threshold_admit_exactly_what_is_left(gateway_server, http, make_key):
+    key = await make_key(plan="free")
+    async with await psycopg.AsyncConnection.connect(gateway_server.dsn, autocommit=True) as conn:
+        await conn.execute("INSERT INTO nuvem_realtime.usage_monthly (owner_id, month, messages) VALUES (%s, %s, %s)",
+                           (key_id_for(key), month_start(datetime.now(UTC)), 499_990))
+    results = await asyncio.gather(*(_post(http, gateway_server, key, f"{CHANNELS}/quota:{i % 3}/publish",
+                                           {"event": "e", "payload": i}) for i in range(25)))
+    codes = sorted(body.get("error", {}).get("code", "ok") for _, body, _ in results)
+    assert codes == ["message_quota_exceeded"] * 15 + ["ok"] * 10
+    stored = [p for c in range(3) for p in await _history(http, gateway_server, key, f"quota:{c}")]
+    assert len(stored) == 10
+    assert await gateway_server.app[LIMITS].usage(key_id_for(key)) == 500_000
+
+
+async def test_a_burst_of_connections_at_the_plan_threshold_admits_exactly_100(gateway_server, make_key, ws_connect):
+    key = await make_key(plan="free")
+    conns = await asyncio.gather(*(ws_connect(key) for _ in range(104)))
+
+    async def outcome(ws) -> str:
+        try:
+            await ws.send_json({"type": "ping", "ref": "p"})
+        except ConnectionError:
+            pass  # already closed by the server: its error frame is still buffered
+        return (await next_frame(ws))["type"]
+
+    outcomes = await asyncio.gather(*(outcome(c) for c in conns))
+    assert sorted(outcomes) == ["error"] * 4 + ["pong"] * 100
+    assert gateway_server.app[LIMITS].connections(key_id_for(key)) == 100
+    await asyncio.gather(*(c.close() for c in conns))

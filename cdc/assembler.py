@@ -24,6 +24,7 @@ Contract:
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -46,11 +47,14 @@ from cdc.pgoutput import (
     Truncate,
     Type,
     Update,
+    decode_tuple_into,
     pg_epoch_to_datetime,
 )
 from cdc.values import BUILTIN_TYPE_NAMES, converter_for
 
 __all__ = ["AssemblyError", "Assembler", "TableMatcher"]
+
+_REL_ID = struct.Struct(">I").unpack_from
 
 _IDENTITY = {"d": "default", "n": "nothing", "f": "full", "i": "index"}
 
@@ -174,6 +178,35 @@ class Assembler:
             raise AssemblyError(f"unexpected message {msg!r}")
         return None
 
+    def feed_row_bytes(self, buf: bytes, lsn: int = 0) -> bool:
+        """Fast path for the bulk of a stream: an undecoded Insert, or Update carrying only the
+        new row, of a known relation inside a plain (not streamed) transaction. Parses and
+        converts in one pass; same result as ``feed(decode_message(buf), lsn)``. Returns False
+        (having done nothing) for anything else: the caller then takes the general path."""
+        txn = self._txn
+        if txn is None or self._stream_xid is not None or len(buf) < 6 or buf[5] != 0x4E:
+            return False
+        kind = buf[0]
+        if kind != 0x49 and kind != 0x55:  # 'I', 'U'
+            return False
+        st = self._relations.get(_REL_ID(buf, 1)[0])
+        if st is None:
+            return False
+        if not st.wanted:
+            return True
+        if st.pending_schema_event:
+            self._schema_event(st, txn, lsn, None)
+        record, toast = decode_tuple_into(buf, 6, st.names, st.converters)
+        names = st.names
+        pk = {names[i]: record[names[i]] for i in st.key_idx if names[i] in record}
+        schema = st.schema
+        txn.events.append(ChangeEvent(
+            schema=schema.schema, table=schema.table, type="INSERT" if kind == 0x49 else "UPDATE",
+            record=record, primary_key=pk, unchanged_toast=toast, columns=schema.columns, lsn=lsn,
+            commit_lsn=txn.commit_lsn, commit_timestamp=txn.commit_ts, xid=txn.xid))
+        txn.subxids.append(txn.xid)
+        return True
+
     # -- helpers ---------------------------------------------------------------------------
     def _type_name(self, oid: int) -> str:
         return BUILTIN_TYPE_NAMES.get(oid) or self._types.get(oid) or "unknown"
@@ -222,6 +255,9 @@ class Assembler:
             commit_timestamp=pending.commit_ts, xid=pending.xid), xid)
 
     def _row(self, st: _RelationState, values: tuple[Any, ...]) -> tuple[dict[str, Any], list[str]]:
+        if len(values) != len(st.names):
+            raise AssemblyError(f"a row of {st.schema.schema}.{st.schema.table} has {len(values)}"
+                                f" values, its Relation message {len(st.names)} columns")
         record: dict[str, Any] = {}
         toast: list[str] = []
         for name, conv, v in zip(st.names, st.converters, values):

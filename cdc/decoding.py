@@ -87,6 +87,10 @@ class PgOutputDecoder:
         return opts
 
     def feed(self, payload: bytes, wal_start: int) -> list[Transaction]:
+        if not isinstance(payload, bytes):
+            payload = bytes(payload)
+        if self._assembler.feed_row_bytes(payload, wal_start):  # Insert/Update: one pass
+            return []
         txn = self._assembler.feed(self._reader.decode(payload), wal_start)
         return [txn] if txn is not None else []
 

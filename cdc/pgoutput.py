@@ -22,8 +22,9 @@ Reference: "Logical Replication Message Formats" in the Postgres documentation.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Union
+from typing import Any, Union
 
 import msgspec
 
@@ -48,6 +49,7 @@ __all__ = [
     "StreamAbort",
     "PgOutputMessage",
     "decode_message",
+    "decode_tuple_into",
     "PgOutputReader",
     "pg_epoch_to_datetime",
 ]
@@ -243,6 +245,50 @@ def _tuple(buf: bytes, pos: int) -> tuple[tuple[TupleValue, ...], int]:
     if pos > len(buf):
         raise PgOutputError(f"tuple value runs past the end of the message ({pos} > {len(buf)} bytes)")
     return tuple(values), pos
+
+
+def decode_tuple_into(buf: bytes, pos: int, names: tuple[str, ...],
+                      converters: tuple[Callable[[str], Any], ...]) -> tuple[dict[str, Any], list[str]]:
+    """A TupleData straight into ``{name: converter(text)}`` (the fast path of the assembler):
+    NULL -> None, unchanged TOAST columns left out and returned by name, binary values as
+    ``\\x`` hex. The tuple must have one value per name."""
+    try:
+        (ncols,) = _I16.unpack_from(buf, pos)
+        if ncols != len(names):
+            raise PgOutputError(f"tuple has {ncols} columns, its Relation message {len(names)}")
+        pos += 2
+        record: dict[str, Any] = {}
+        toast: list[str] = []
+        unpack = _I32.unpack_from
+        for name, conv in zip(names, converters):
+            kind = buf[pos]
+            if kind == 0x74:  # 't'
+                start = pos + 5
+                n = unpack(buf, pos + 1)[0]
+                if n < 0:
+                    raise PgOutputError(f"negative value length {n} at offset {pos + 1}")
+                pos = start + n
+                record[name] = conv(buf[start:pos].decode())
+            elif kind == 0x6E:  # 'n'
+                record[name] = None
+                pos += 1
+            elif kind == 0x75:  # 'u'
+                toast.append(name)
+                pos += 1
+            elif kind == 0x62:  # 'b'
+                start = pos + 5
+                n = unpack(buf, pos + 1)[0]
+                if n < 0:
+                    raise PgOutputError(f"negative value length {n} at offset {pos + 1}")
+                pos = start + n
+                record[name] = "\\x" + buf[start:pos].hex()
+            else:
+                raise PgOutputError(f"unknown tuple column kind {chr(kind)!r} at offset {pos}")
+        if pos > len(buf):
+            raise PgOutputError(f"tuple value runs past the end of the message ({pos} > {len(buf)} bytes)")
+    except (struct.error, IndexError, UnicodeDecodeError) as e:
+        raise PgOutputError(f"malformed pgoutput {chr(buf[0])!r} message ({len(buf)} bytes): {e}") from e
+    return record, toast
 
 
 def _xid(buf: bytes, pos: int, in_stream: bool) -> tuple[int | None, int]:

@@ -177,6 +177,14 @@ _SCALARS: dict[str, Converter] = {
 
 def _array_converter(elem: Converter, delim: str) -> Converter:
     def convert_array(text: str) -> list[Any]:
+        # fast path: one dimension, no quoted elements (the common case)
+        if text[:1] == "{" and text.find("{", 1) < 0 and '"' not in text and "\\" not in text:
+            inner = text[1:-1]
+            if text[-1:] != "}":
+                raise ValueError_(f"malformed array literal {text[:60]!r}: expected '}}' at the end")
+            if not inner:
+                return []
+            return [None if item == "NULL" else elem(item) for item in inner.split(delim)]
         return parse_array(text, elem, delim)
 
     return convert_array

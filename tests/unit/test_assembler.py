@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import json
 import struct
+from datetime import timezone
 from decimal import Decimal
 
+import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cdc.assembler import Assembler, AssemblyError, TableMatcher
 from cdc.decoding import DecoderConfigError, make_decoder, render_event_json
 from cdc.events import ChangeEvent, SchemaChangeEvent
+from cdc.values import to_pg_text
 from cdc.pgoutput import (
     UNCHANGED_TOAST,
+    PgOutputReader,
     Begin,
     Commit,
     Delete,
@@ -195,6 +201,59 @@ def test_make_decoder_feeds_payloads():
     [txn] = dec.feed(b"C" + struct.pack(">bQQq", 0, 100, 140, 0), 93)
     assert not dec.in_transaction() and txn.end_lsn == 140
     assert txn.events[-1].record == {"id": 42}
+
+
+def _payloads_for(values, update=False):
+    rel = (b"R" + struct.pack(">I", 1) + b"public\0t\0d" + struct.pack(">h", 4)
+           + b"\x01id\0" + struct.pack(">Ii", 23, -1) + b"\x00tags\0" + struct.pack(">Ii", 1009, -1)
+           + b"\x00ts\0" + struct.pack(">Ii", 1184, -1) + b"\x00body\0" + struct.pack(">Ii", 25, -1))
+    out = [b"B" + struct.pack(">QqI", 100, 0, 7), rel]
+    for vals in values:
+        tup = struct.pack(">h", len(vals))
+        for v in vals:
+            if v is None:
+                tup += b"n"
+            elif v is UNCHANGED_TOAST:
+                tup += b"u"
+            else:
+                tup += b"t" + struct.pack(">i", len(v.encode())) + v.encode()
+        out.append((b"U" if update else b"I") + struct.pack(">I", 1) + b"N" + tup)
+    out.append(b"C" + struct.pack(">bQQq", 0, 100, 140, 0))
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(
+    st.integers(-2**31, 2**31 - 1).map(str),
+    st.one_of(st.none(), st.lists(st.one_of(st.none(), st.text(max_size=5)), max_size=3).map(
+        lambda xs: to_pg_text(xs, "_text"))),
+    st.one_of(st.none(), st.datetimes(timezones=st.just(timezone.utc)).map(lambda d: to_pg_text(d, "timestamptz"))),
+    st.one_of(st.none(), st.just(UNCHANGED_TOAST), st.text(max_size=10))), min_size=1, max_size=5),
+    st.booleans())
+def test_fast_path_equals_the_general_path(rows, update):
+    payloads = _payloads_for(rows, update)
+    fast = make_decoder("pgoutput")
+    [t1] = [t for i, p in enumerate(payloads) for t in fast.feed(p, i)]
+    slow = Assembler()
+    reader = PgOutputReader()
+    [t2] = [t for i, p in enumerate(payloads) if (t := slow.feed(reader.decode(p), i)) is not None]
+    assert msgspec.to_builtins(t1) == msgspec.to_builtins(t2)
+
+
+def test_fast_path_takes_inserts_and_new_row_updates_only():
+    b, rel, ins, c = _payloads_for([("1", None, None, "x")])
+    upd = _payloads_for([("1", None, None, "y")], update=True)[2]
+    asm = Assembler()
+    assert not asm.feed_row_bytes(ins, 0)  # no transaction open yet
+    asm.feed(PgOutputReader().decode(b), 0)
+    assert not asm.feed_row_bytes(ins, 1)  # relation not known yet
+    asm.feed(PgOutputReader().decode(rel), 2)
+    assert asm.feed_row_bytes(ins, 3) and asm.feed_row_bytes(upd, 4)
+    assert not asm.feed_row_bytes(b"D" + ins[1:], 5)
+    key_update = b"U" + ins[1:5] + b"K" + ins[6:] + b"N" + ins[6:]
+    assert not asm.feed_row_bytes(key_update, 6)
+    [txn] = [asm.feed(PgOutputReader().decode(c), 7)]
+    assert [(e.type, e.lsn) for e in txn.events if isinstance(e, ChangeEvent)] == [("INSERT", 3), ("UPDATE", 4)]
 
 
 def test_start_options():

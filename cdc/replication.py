@@ -27,6 +27,7 @@ from psycopg.conninfo import conninfo_to_dict
 from cdc.errors import (CDCError, ConnectionFailed, ConnectionLost, InvalidArgument,
                         MissingReplicationPrivilege, PluginNotInstalled, ReplicationRejected, SlotInUse)
 from cdc.replication_framing import Keepalive, XLogData, encode_status_update, parse_copy_message
+from cdc.events import format_lsn, parse_lsn  # re-exported: the replication layer speaks LSNs
 
 __all__ = ["ReplicationConnection", "SystemInfo", "SlotInfo", "check_slot_name", "map_error",
            "format_lsn", "parse_lsn",
@@ -77,17 +78,6 @@ def _role_from(err: psycopg.Error) -> str:
     conn = getattr(err, "pgconn", None)
     user = getattr(conn, "user", None) if conn is not None else None
     return user.decode() if isinstance(user, bytes) else (user or "?")
-
-
-def format_lsn(lsn: int) -> str:
-    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
-
-
-def parse_lsn(text: str) -> int:
-    hi, sep, lo = text.partition("/")
-    if not sep:
-        raise InvalidArgument(f"not an LSN: {text!r}", hint="write LSNs as Postgres does, e.g. 16/B374D848")
-    return (int(hi, 16) << 32) | int(lo, 16)
 
 
 def _user_of(dsn: str) -> str:

@@ -37,7 +37,8 @@ from cdc.errors import (CDCError, ConnectionFailed, ConnectionLost, InvalidArgum
                         MissingReplicationPrivilege, PublicationNotFound, PublicationPermissionDenied,
                         ReplicaIdentityWarning, SlotInUse, SlotPluginMismatch, TableNotFound,
                         WalLevelNotLogical)
-from cdc.replication import ReplicationConnection, XLogData, check_slot_name, parse_lsn
+from cdc.events import parse_lsn
+from cdc.replication import ReplicationConnection, XLogData, check_slot_name
 
 if TYPE_CHECKING:
     from cdc.events import Transaction

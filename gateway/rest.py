@@ -2,8 +2,8 @@
 
 aiohttp handlers only: every route is a ``RouteSpec`` (gateway.openapi), whose msgspec types
 both validate the request and describe it in ``GET /v1/openapi.json``. All routes but the
-OpenAPI document need ``Authorization: Bearer <secret api key>``; publishable keys and user
-tokens get 403 ``forbidden``. A secret key limited to some channel patterns only sees and
+OpenAPI document need ``Authorization: Bearer <secret api key>`` (never ``?apiKey=``: a secret
+key in a URL ends up in logs); publishable keys and user tokens get 403 ``forbidden``. A secret key limited to some channel patterns only sees and
 touches those channels. Errors are ``{"error": {"code", "message", ...}}`` with the status of
 gateway.errors; 429s carry ``Retry-After`` when the wait is known.
 """
@@ -144,14 +144,17 @@ async def _body(request: web.Request, t: type) -> Any:
 
 
 def _query(request: web.Request, t: type) -> Any:
-    params = {k: v for k, v in request.query.items() if k not in ("apiKey", "token")}
     try:
-        return msgspec.convert(params, t, strict=False)
+        return msgspec.convert(dict(request.query), t, strict=False)
     except msgspec.ValidationError as e:
         raise _invalid(e, "query parameter") from None
 
 
 async def _admin(request: web.Request) -> Principal:
+    if "apiKey" in request.query or "token" in request.query:
+        # a secret key in a URL ends up in access logs, proxies and browser history
+        raise NuvemError("unauthorized", "the REST API takes the key only in the 'Authorization: Bearer <api_key>'"
+                         " header, never in the URL (?apiKey= is for browser WebSockets)")
     principal = await request.app[AUTH].authenticate(credential_from_request(request))
     principal.require_admin()
     return principal

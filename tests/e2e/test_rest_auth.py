@@ -67,9 +67,15 @@ async def test_unknown_malformed_and_revoked_keys_are_401(gateway_server, http, 
     assert status == 401 and "revoked" in resp["error"]["message"]
 
 
-async def test_api_key_in_query_string_works_for_rest(gateway_server, http, make_key):
+async def test_rest_refuses_a_key_in_the_url(gateway_server, http, make_key):
     key = await make_key()
-    async with http.get(gateway_server.url + CHANNELS, params={"apiKey": key}) as r:
+    for params, headers in (({"apiKey": key}, {}), ({"apiKey": key}, {"Authorization": f"Bearer {key}"}),
+                            ({"token": "a.b.c"}, {})):
+        async with http.get(gateway_server.url + CHANNELS, params=params, headers=headers) as r:
+            body = await r.json()
+            assert r.status == 401 and body["error"]["code"] == "unauthorized"
+            assert "Authorization: Bearer" in body["error"]["message"] and "URL" in body["error"]["message"]
+    async with http.get(gateway_server.url + CHANNELS, headers={"Authorization": f"Bearer {key}"}) as r:
         assert r.status == 200
 
 

@@ -38,6 +38,7 @@ class Principal:
     user_id: str | None = None
     test_mode: bool = False
     within: tuple[str, ...] = ("*",)      # a token is also bound by its signing key's patterns
+    expires_at: float | None = None       # a token's exp (seconds since the epoch); None for keys
 
     def can_admin(self) -> bool:
         """Secret keys only: the whole REST API."""
@@ -169,7 +170,21 @@ class Authenticator:
         claims = verify_user_token(token, row.signing_secret)
         patterns = tuple(claims.get("channels") or row.patterns)
         return Principal(row.key_id, row.owner_id, PLANS[row.plan], "token", patterns,
-                         user_id=claims["sub"], test_mode=row.test_mode, within=row.patterns)
+                         user_id=claims["sub"], test_mode=row.test_mode, within=row.patterns,
+                         expires_at=float(claims["exp"]))
+
+    async def revalidate(self, principal: Principal) -> None:
+        """Raise NuvemError("unauthorized") if ``principal`` is no longer valid: its key (for a
+        token, its signing key) revoked, within ``cache_seconds``, or its token expired.
+
+        ``authenticate`` checks a credential once; a long-lived connection should call this
+        periodically (e.g. on every heartbeat) and close when it raises.
+        """
+        if principal.expires_at is not None and time.time() >= principal.expires_at:
+            raise NuvemError("unauthorized", "the user token has expired; ask your app server for a new one")
+        row = await self._lookup("id", principal.key_id)
+        if row is None or row.revoked:
+            raise NuvemError("unauthorized", f"API key {principal.key_id} has been revoked", keyId=principal.key_id)
 
     async def _lookup(self, by: str, value: Any) -> _KeyRow | None:
         now = time.monotonic()

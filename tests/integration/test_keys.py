@@ -137,6 +137,26 @@ async def test_bad_user_tokens_refused(pool):
         await auth.authenticate(good)
 
 
+async def test_revalidate_catches_revoked_keys_and_expired_tokens_of_live_principals(pool):
+    import dataclasses
+    store, auth = KeyStore(pool), Authenticator(pool, cache_seconds=0.2)
+    key, rec = await store.create()
+    by_key = await auth.authenticate(key)
+    by_token = await auth.authenticate(issue_user_token(key, user_id="u", channels=None, expires_in=60))
+    assert by_key.expires_at is None and time.time() + 55 < by_token.expires_at <= time.time() + 61
+    await auth.revalidate(by_key)
+    await auth.revalidate(by_token)
+    with pytest.raises(NuvemError) as e:
+        await auth.revalidate(dataclasses.replace(by_token, expires_at=time.time() - 1))
+    assert e.value.code == "unauthorized" and "expired" in e.value.message
+    await store.revoke(rec.key_id)
+    await asyncio.sleep(0.25)  # the cache time
+    for principal in (by_key, by_token):
+        with pytest.raises(NuvemError) as e:
+            await auth.revalidate(principal)
+        assert e.value.code == "unauthorized" and "revoked" in e.value.message
+
+
 async def test_channel_registry(pool):
     reg = ChannelRegistry(pool)
     assert await reg.get("notifications:usuarios") is None

@@ -117,6 +117,8 @@ def _bool(text: str) -> bool:
     raise ValueError_(f"not a Postgres boolean: {text!r} (expected 't' or 'f')")
 
 
+
+
 def _json(text: str) -> Any:
     return json.loads(text)
 
@@ -142,20 +144,22 @@ def _timestamp(text: str) -> datetime | str:
         return text
 
 
+_UTC = timezone.utc
+_fromisoformat = datetime.fromisoformat
+
+
 def _timestamptz(text: str) -> datetime | str:
-    if text[-3:] == "+00" and text[-6:-5] != ":":  # the common case: a UTC session
-        try:
-            return datetime.fromisoformat(text[:-3]).replace(tzinfo=timezone.utc)
-        except ValueError:
-            return text
     try:
-        dt = datetime.fromisoformat(text)
+        dt = _fromisoformat(text)
     except ValueError:
-        return text
-    if dt.tzinfo is None:  # not what ISO output prints; treat as UTC rather than guess
-        return dt.replace(tzinfo=timezone.utc)
+        return text  # infinity, -infinity, BC, years past 9999
+    tz = dt.tzinfo
+    if tz is _UTC:  # the common case: a UTC session prints "+00"
+        return dt
+    if tz is None:  # not what ISO output prints; treat as UTC rather than guess
+        return dt.replace(tzinfo=_UTC)
     try:
-        return dt.astimezone(timezone.utc)
+        return dt.astimezone(_UTC)
     except OverflowError:
         return text
 
@@ -176,15 +180,19 @@ _SCALARS: dict[str, Converter] = {
 
 
 def _array_converter(elem: Converter, delim: str) -> Converter:
+    identity = elem is _str
+
     def convert_array(text: str) -> list[Any]:
         # fast path: one dimension, no quoted elements (the common case)
         if text[:1] == "{" and text.find("{", 1) < 0 and '"' not in text and "\\" not in text:
-            inner = text[1:-1]
             if text[-1:] != "}":
                 raise ValueError_(f"malformed array literal {text[:60]!r}: expected '}}' at the end")
-            if not inner:
+            if len(text) == 2:
                 return []
-            return [None if item == "NULL" else elem(item) for item in inner.split(delim)]
+            items = text[1:-1].split(delim)
+            if "NULL" in items:
+                return [None if item == "NULL" else elem(item) for item in items]
+            return items if identity else list(map(elem, items))
         return parse_array(text, elem, delim)
 
     return convert_array

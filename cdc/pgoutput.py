@@ -260,6 +260,8 @@ def decode_tuple_into(buf: bytes, pos: int, names: tuple[str, ...],
         record: dict[str, Any] = {}
         toast: list[str] = []
         unpack = _I32.unpack_from
+        # an all-ASCII message (the usual case) is decoded once and sliced: same offsets
+        chars = buf.decode("ascii") if buf.isascii() else None
         for name, conv in zip(names, converters):
             kind = buf[pos]
             if kind == 0x74:  # 't'
@@ -268,7 +270,7 @@ def decode_tuple_into(buf: bytes, pos: int, names: tuple[str, ...],
                 if n < 0:
                     raise PgOutputError(f"negative value length {n} at offset {pos + 1}")
                 pos = start + n
-                record[name] = conv(buf[start:pos].decode())
+                record[name] = conv(chars[start:pos] if chars is not None else buf[start:pos].decode())
             elif kind == 0x6E:  # 'n'
                 record[name] = None
                 pos += 1

@@ -29,8 +29,10 @@ from gateway.openapi import RouteSpec, build_openapi
 
 _log = structlog.get_logger(__name__)
 
-PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
-NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+_INT4_MAX = 2**31 - 1   # the Postgres integer columns behind channel settings
+PositiveInt = Annotated[int, msgspec.Meta(ge=1, le=_INT4_MAX)]
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0, le=_INT4_MAX)]
+Offset = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]   # history offsets are bigint
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 
 
@@ -64,8 +66,8 @@ class PublishBody(msgspec.Struct, forbid_unknown_fields=True):
 
 class HistoryQuery(msgspec.Struct, forbid_unknown_fields=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
-    before: NonNegativeInt | None = None   # messages with offset < before (paging backwards)
-    since: NonNegativeInt | None = None    # messages with offset > since (catching up)
+    before: Offset | None = None   # messages with offset < before (paging backwards)
+    since: Offset | None = None    # messages with offset > since (catching up)
 
 
 class Channel(msgspec.Struct, rename="camel"):

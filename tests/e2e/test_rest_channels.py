@@ -42,6 +42,9 @@ async def test_create_channel_returns_it_with_its_id(api):
     ({"name": "a", "maxConnection": 5}, "maxConnection", "unknown field"),
     ({"name": "a", "maxConnections": "5"}, "maxConnections", "Expected `int | null`, got `str`"),
     ({"name": "a", "maxConnections": 0}, "maxConnections", ">= 1"),
+    ({"name": "a", "maxConnections": 2**31}, "maxConnections", "<= 2147483647"),
+    ({"name": "a", "historyMaxCount": 10**12}, "historyMaxCount", "<= 2147483647"),
+    ({"name": "a", "rateLimit": {"messages": 2**40, "windowSeconds": 1}}, "rateLimit.messages", "<= 2147483647"),
     ({"name": "a", "rateLimit": {"messages": 10}}, "rateLimit.windowSeconds", "missing required field"),
     ({"name": "a", "rateLimit": {"messages": 10, "windowSeconds": 0}}, "rateLimit.windowSeconds", "> 0"),
     ({"maxConnections": 5}, "name", "missing required field"),
@@ -193,6 +196,7 @@ async def test_history_paging_with_before_and_since(api):
 @pytest.mark.parametrize("params, field", [
     ({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"), ({"limit": "ten"}, "limit"),
     ({"before": "-1"}, "before"), ({"since": "x"}, "since"), ({"sinse": "1"}, "sinse"),
+    ({"since": str(2**63)}, "since"),
     ({"before": "3", "since": "1"}, "before"),
 ])
 async def test_bad_history_queries_are_400_naming_the_parameter(api, params, field):

@@ -75,6 +75,11 @@ class Limits(Protocol):
         """
         ...
 
+    async def refund_message(self, principal: "Principal | None", channel: str) -> None:
+        """Undo one ``admit_message`` whose message was then not accepted (e.g. storing it failed),
+        so that it counts neither in the channel's window nor in the monthly quota."""
+        ...
+
 
 class SlidingLog:
     """At most ``limit`` events in ANY window of ``window_seconds``: a log of admitted times.
@@ -101,6 +106,11 @@ class SlidingLog:
 
     def record(self, now: float) -> None:
         self._times.append(now)
+
+    def forget_latest(self) -> None:
+        """Drop the latest recorded event (a refund); nothing if the log is empty."""
+        if self._times:
+            self._times.pop()
 
     def __len__(self) -> int:
         return len(self._times)

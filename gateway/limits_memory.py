@@ -102,6 +102,16 @@ class MemoryLimits:
         if log is not None:
             log.record(now)
 
+    async def refund_message(self, principal: "Principal | None", channel: str) -> None:
+        log = self._windows.get(channel)
+        if log is not None:
+            log.forget_latest()
+        if principal is not None:
+            usage = self._usage.get((principal.owner_id, month_start(self._now())))
+            if usage is not None:
+                usage.pending -= 1  # may go below 0 once flushed: the next flush subtracts it
+                self._schedule_flush()
+
     async def usage(self, owner_id: str) -> int:
         """Messages counted for ``owner_id`` this month (stored plus not yet flushed)."""
         return (await self._usage_for(owner_id, month_start(self._now()))).used

@@ -99,3 +99,15 @@ async def test_messages_admitted_while_a_flush_is_in_flight_still_count_against_
     assert await limits.usage("own_1") == 500_000
     await limits.close()
     assert await _stored(pg_dsn, "own_1") == 500_000
+
+
+async def test_a_refund_after_a_flush_is_subtracted_by_the_next_flush(pool, pg_dsn):  # noqa: F811
+    limits = MemoryLimits(pool, now=lambda: DEC, flush_interval=3600)
+    for _ in range(3):
+        await limits.admit_message(_free(), "c", None)
+    await limits.flush()
+    assert await _stored(pg_dsn, "own_1") == 3
+    await limits.refund_message(_free(), "c")
+    assert await limits.usage("own_1") == 2
+    await limits.close()
+    assert await _stored(pg_dsn, "own_1") == 2

@@ -150,3 +150,19 @@ def test_retry_after_is_never_rounded_below_the_real_wait():
     retry = e.value.details["retryAfter"]
     assert retry >= 0.0004 and retry == 0.001
     assert log.retry_after(9.9996 + retry, 1, 10.0) == 0.0  # waiting retryAfter is enough
+
+
+async def test_a_refunded_message_counts_neither_in_the_window_nor_the_quota():
+    clock = FakeClock(100.0)
+    limits = MemoryLimits(None, clock=clock)
+    rate = RateLimit(messages=2, window_seconds=60)
+    p = _principal()
+    await limits.admit_message(p, "chat:a", rate)
+    await limits.admit_message(p, "chat:a", rate)
+    await limits.refund_message(p, "chat:a")       # e.g. storing the second one failed
+    assert await limits.usage("own_1") == 1
+    await limits.admit_message(p, "chat:a", rate)   # its slot in the window is free again
+    with pytest.raises(NuvemError):
+        await limits.admit_message(p, "chat:a", rate)
+    await limits.refund_message(None, "chat:b")     # nothing admitted there: a no-op
+    assert await limits.usage("own_1") == 2

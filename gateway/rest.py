@@ -146,6 +146,9 @@ async def _body(request: web.Request, t: type) -> Any:
 
 
 def _query(request: web.Request, t: type) -> Any:
+    for name in request.query:
+        if len(request.query.getall(name)) > 1:
+            raise NuvemError("invalid_request", f"query parameter {name!r} is given more than once", field=name)
     try:
         return msgspec.convert(dict(request.query), t, strict=False)
     except msgspec.ValidationError as e:

@@ -196,7 +196,7 @@ async def test_history_paging_with_before_and_since(api):
 @pytest.mark.parametrize("params, field", [
     ({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"), ({"limit": "ten"}, "limit"),
     ({"before": "-1"}, "before"), ({"since": "x"}, "since"), ({"sinse": "1"}, "sinse"),
-    ({"since": str(2**63)}, "since"),
+    ({"since": str(2**63)}, "since"), ([("limit", "5"), ("limit", "7")], "limit"),
     ({"before": "3", "since": "1"}, "before"),
 ])
 async def test_bad_history_queries_are_400_naming_the_parameter(api, params, field):

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import jwt
 
+from gateway.channels import validate_channel_pattern
 from gateway.errors import NuvemError
 from gateway.plans import PLANS, Plan
 
@@ -101,7 +102,6 @@ def _parse_patterns(channels: list[str] | None) -> tuple[str, ...]:
     if not patterns:
         raise NuvemError("invalid_request", "channels must list at least one pattern, e.g. 'chat:*'",
                          field="channels")
-    from gateway.channels import validate_channel_pattern
     for p in patterns:
         validate_channel_pattern(p)
     return patterns

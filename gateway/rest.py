@@ -325,7 +325,7 @@ async def openapi_document(request: web.Request) -> web.Response:
 
 
 # routes ------------------------------------------------------------------------------------------
-_AUTH_ERRORS = ("unauthorized", "forbidden")
+_AUTH_ERRORS = ("unauthorized", "forbidden", "unavailable")   # unavailable: the key store (Postgres) is down
 _CHANNEL = "/v1/realtime/channels/{channelId}"
 
 ROUTES: list[RouteSpec] = [

@@ -86,10 +86,7 @@ def verify_user_token(token: str, signing_secret: bytes, *, leeway: float = 0.0)
     Pure. Raises NuvemError("unauthorized") saying what is wrong (expired, bad signature, ...).
     Only HS256 is accepted, whatever the token's header says (no "none", no other algorithm).
     """
-    try:
-        alg = jwt.get_unverified_header(token).get("alg")
-    except jwt.PyJWTError as e:
-        raise NuvemError("unauthorized", f"invalid user token: {e}") from None
+    alg = _token_header(token).get("alg")
     if alg != "HS256":
         raise NuvemError("unauthorized", f"the user token must be signed with the HS256 algorithm, not {alg!r}")
     try:
@@ -110,6 +107,13 @@ def verify_user_token(token: str, signing_secret: bytes, *, leeway: float = 0.0)
                                  or not all(isinstance(c, str) and c for c in channels)):
         raise NuvemError("unauthorized", "the user token's 'channels' claim must be a non-empty list of patterns")
     return claims
+
+
+def _token_header(token: str) -> dict[str, Any]:
+    try:
+        return jwt.get_unverified_header(token)
+    except jwt.PyJWTError as e:
+        raise NuvemError("unauthorized", f"invalid user token: {e}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,10 +158,7 @@ class Authenticator:
                          " or a user token (JWT) after 'Bearer '")
 
     async def _authenticate_token(self, token: str) -> Principal:
-        try:
-            kid = jwt.get_unverified_header(token).get("kid")
-        except jwt.PyJWTError as e:
-            raise NuvemError("unauthorized", f"invalid user token: {e}") from None
+        kid = _token_header(token).get("kid")
         if not isinstance(kid, str):
             raise NuvemError("unauthorized", "the user token has no 'kid' header naming its signing key")
         row = await self._lookup("id", kid)

@@ -133,7 +133,7 @@ _json_values = st.recursive(
     max_leaves=8)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.lists(st.fixed_dictionaries(
     {"action": st.sampled_from(["B", "C", "I", "U", "D", "T", "M"])},
     optional={k: _json_values for k in ("xid", "timestamp", "lsn", "nextlsn", "schema", "table",

@@ -25,6 +25,7 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 4000
     database_url: str | None = None        # None: `serve` starts the embedded Postgres
+    event_loop: str = "auto"               # "auto" (uvloop when installed), "uvloop" or "asyncio"
     db_pool_min: int = 2
     db_pool_max: int = 10
     # WebSocket
@@ -62,6 +63,8 @@ class Config:
         return cls(**values)._checked()
 
     def _checked(self) -> "Config":
+        if self.event_loop not in ("auto", "uvloop", "asyncio"):
+            raise ConfigError(f"event_loop must be auto, uvloop or asyncio, got {self.event_loop!r}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"port must be 1-65535, got {self.port}")
         if self.max_frame_bytes < 1024 or self.hard_frame_bytes < self.max_frame_bytes:

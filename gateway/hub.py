@@ -33,6 +33,9 @@ class Outbox:
     def __init__(self, transport: Transport, *, on_overflow: Callable[[], None], max_messages: int = 1000,
                  max_bytes: int = 4 << 20, high_water: int = 256 << 10) -> None:
         self._transport = transport
+        self._write = transport.write                  # bound once: send() is the hottest path
+        self._buffered = transport.get_write_buffer_size
+        self._is_closing = transport.is_closing
         self._on_overflow = on_overflow
         self._max_messages = max_messages
         self._max_bytes = max_bytes
@@ -43,12 +46,14 @@ class Outbox:
         self.closed = False
 
     def send(self, frame: bytes) -> None:
+        if not self._backlog and not self.closed and self._buffered() <= self._high_water \
+                and not self._is_closing():
+            self._write(frame)
+            return
         if self.closed:
             return
-        t = self._transport
-        if not self._backlog and t.get_write_buffer_size() <= self._high_water:
-            if not t.is_closing():
-                t.write(frame)
+        if self._is_closing():   # the peer went away: the connection's cleanup follows
+            self.close()
             return
         self._backlog.append(frame)
         self._backlog_bytes += len(frame)
@@ -131,7 +136,7 @@ class Hub:
         subs = self._channels.get(channel)
         if not subs:
             return 0
-        for sub in tuple(subs.values()):
+        for sub in subs.values():   # sends never block nor change subscriptions synchronously
             if sub.buffer is None:
                 sub.outbox.send(frame)
             else:

@@ -7,6 +7,7 @@ Postgres in ``./.nuvem/pgdata`` (kept between runs), says so, and stops it on ex
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 
 import structlog
@@ -23,11 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="listen port (default 4000)")
     parser.add_argument("--config", default=None, help="TOML file with settings (see gateway/config.py)")
+    parser.add_argument("--event-loop", dest="event_loop", choices=["auto", "uvloop", "asyncio"], default=None,
+                        help="asyncio event loop implementation (default auto: uvloop when installed)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = Config.load({k: getattr(args, k, None) for k in ("database_url", "host", "port", "config")})
+        config = Config.load({k: getattr(args, k, None) for k in ("database_url", "host", "port", "config", "event_loop")})
     except ConfigError as e:
         print(f"nuvem-realtime serve: {e}", file=sys.stderr)
         return 2
@@ -43,11 +46,26 @@ def run(args: argparse.Namespace) -> int:
     try:
         from gateway.app import create_app
 
-        _log.info("serving", url=f"http://{config.host}:{config.port}", ws=f"ws://{config.host}:{config.port}/v1/realtime/ws")
+        loop = _new_event_loop(config.event_loop)
+        _log.info("serving", url=f"http://{config.host}:{config.port}",
+                  ws=f"ws://{config.host}:{config.port}/v1/realtime/ws", event_loop=type(loop).__module__)
         web.run_app(create_app(config), host=config.host, port=config.port, print=None,
-                    shutdown_timeout=5.0)
+                    shutdown_timeout=5.0, loop=loop)
     finally:
         if embedded is not None:
             embedded.stop()
             _log.info("embedded Postgres stopped")
     return 0
+
+
+def _new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """uvloop (faster socket writes for fan-out) when asked for or, with "auto", when installed."""
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise ConfigError("event_loop = uvloop but uvloop is not installed (pip install uvloop)") from None
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()

@@ -49,6 +49,9 @@ def test_token_without_exp_or_with_other_alg_refused():
     no_exp = jwt.encode({"sub": "u"}, signing_secret_for(KEY), algorithm="HS256")
     with pytest.raises(NuvemError, match="'exp'"):
         verify_user_token(no_exp, signing_secret_for(KEY))
+    no_sub = jwt.encode({"exp": int(time.time()) + 60}, signing_secret_for(KEY), algorithm="HS256")
+    with pytest.raises(NuvemError, match="'sub'"):
+        verify_user_token(no_sub, signing_secret_for(KEY))
     claims = {"sub": "u", "exp": int(time.time()) + 60}
     # correctly signed with the key's own secret, but not HS256: refused all the same
     hs512 = jwt.encode(claims, signing_secret_for(KEY), algorithm="HS512")

@@ -18,10 +18,3 @@ PLANS: dict[str, Plan] = {
     "scale": Plan("scale", 100_000, None),
 }
 
-
-def plan_named(name: str) -> Plan:
-    """The plan called ``name``; ``ValueError`` naming the valid plans otherwise."""
-    try:
-        return PLANS[name]
-    except KeyError:
-        raise ValueError(f"unknown plan {name!r}; choose one of: {', '.join(PLANS)}") from None

@@ -86,6 +86,8 @@ class RangeHint:
     high: float
     key: Callable[[Any], Any] | None
     to_float: Callable[[Any], float]
+    # set when the whole filter is this range: ``low_key <(=) key(value) <(=) high_key`` decides it
+    exact: tuple[Any, bool, Any, bool] | None = None
 
 
 class CompiledFilter:
@@ -407,8 +409,32 @@ class _Compiler:
         ranges = []
         for column in lows.keys() & highs.keys():
             fam = T.family_of(self.schema.column(column).type_name)
-            ranges.append(RangeHint(column, lows[column], highs[column], T.to_domain(fam, fam), T.to_float(fam)))
+            ranges.append(RangeHint(column, lows[column], highs[column], T.to_domain(fam, fam), T.to_float(fam),
+                                    self._exact_range(node, column, fam)))
         return tuple(eq), tuple(ranges)
+
+    def _exact_range(self, node: Node, column: str, fam: str) -> tuple[Any, bool, Any, bool] | None:
+        """(low key, low inclusive, high key, high inclusive) when the filter is only this range."""
+        if isinstance(node, Between) and not node.negated and not node.symmetric:
+            bounds = [("gte", node.low), ("lte", node.high)]
+        elif (isinstance(node, And) and len(node.items) == 2
+              and all(isinstance(n, Compare) and n.column == column and n.op in ("gt", "gte", "lt", "lte")
+                      for n in node.items)):
+            bounds = [(n.op, n.value) for n in node.items]
+        else:
+            return None
+        low = high = None
+        for op, lit in bounds:
+            o = self.operand(column, lit, "", None)
+            if o.domain != fam or o.lit_key is None:
+                return None
+            if op in ("gt", "gte") and low is None:
+                low = (o.lit_key, op == "gte")
+            elif op in ("lt", "lte") and high is None:
+                high = (o.lit_key, op == "lte")
+            else:
+                return None
+        return (*low, *high) if low and high else None
 
     def _bound(self, column: str, lit: Lit) -> float | None:
         """The literal as a finite float in the column's own domain, or None."""

@@ -19,7 +19,7 @@ old row, unchanged TOAST) are in docs/filters.md and ``SubscriptionIndex.match``
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from filters.compile import CompiledFilter, EqualityHint, RangeHint, compile_filter
@@ -55,7 +55,9 @@ class Match(NamedTuple):
 
 
 class _Group:
-    __slots__ = ("flt", "events", "subs", "exact", "place")
+    """Subscriptions sharing one filter and event set; ``decide(view)`` -> True / False / None."""
+
+    __slots__ = ("flt", "events", "subs", "exact", "place", "decide", "_out")
 
     def __init__(self, flt: CompiledFilter | None, events: frozenset[str]) -> None:
         self.flt = flt
@@ -63,48 +65,127 @@ class _Group:
         self.subs: dict[Hashable, None] = {}
         self.exact: EqualityHint | None = None  # the filter IS this equality: a bucket hit decides
         self.place: tuple = ()
+        self.decide: Callable[[dict], bool | None] = _always if flt is None else flt.matches
+        self._out: dict[Transition, list[Match]] = {}  # Match lists, built once per membership
 
-    def verdict(self, view: dict) -> bool | None:
-        """True / False / None (undecidable) for one row view."""
-        if self.flt is None:
-            return True
-        hint = self.exact
-        if hint is not None:
-            v = view.get(hint.column, _MISSING)
-            if v is _MISSING:
-                return None
-            if v is None:
-                return False
-            try:
-                return (hint.key(v) if hint.key else v) in hint.keys
-            except _UNPLACEABLE:
-                return self.flt.matches(view)
-        return self.flt.matches(view)
+    def add(self, sub_id: Hashable) -> None:
+        self.subs[sub_id] = None
+        self._out.clear()
+
+    def remove(self, sub_id: Hashable) -> None:
+        del self.subs[sub_id]
+        self._out.clear()
+
+    def matches(self, t: Transition) -> list[Match]:
+        out = self._out.get(t)
+        if out is None:
+            out = self._out[t] = [Match(s, t) for s in self.subs]
+        return out
+
+
+def _always(view: dict) -> bool:
+    return True
+
+
+def _equality_decider(hint: EqualityHint, fallback: Callable[[dict], bool | None]) -> Callable[[dict], bool | None]:
+    column, key, keys = hint.column, hint.key, hint.keys
+
+    def decide(view: dict) -> bool | None:
+        v = view.get(column, _MISSING)
+        if v is _MISSING:
+            return None
+        if v is None:
+            return False
+        try:
+            return (key(v) if key else v) in keys
+        except _UNPLACEABLE:
+            return fallback(view)
+
+    return decide
+
+
+def _range_decider(hint: RangeHint, fallback: Callable[[dict], bool | None]) -> Callable[[dict], bool | None]:
+    column, key = hint.column, hint.key
+    lo, lo_incl, hi, hi_incl = hint.exact  # type: ignore[misc]
+
+    def decide(view: dict) -> bool | None:
+        v = view.get(column, _MISSING)
+        if v is _MISSING:
+            return None
+        if v is None:
+            return False
+        try:
+            k = key(v) if key else v
+            return (lo <= k if lo_incl else lo < k) and (k <= hi if hi_incl else k < hi)
+        except _UNPLACEABLE:
+            return fallback(view)
+
+    return decide
+
+
+class _Bucket:
+    """The groups filed under one (column, value), with per-event-type results cached: the Match
+    list of groups the hit decides by itself, and the groups that still need their filter."""
+
+    __slots__ = ("groups", "_cache")
+
+    def __init__(self) -> None:
+        self.groups: dict[int, _Group] = {}
+        self._cache: dict[str, tuple[list[Match], list[_Group]]] = {}
+
+    def changed(self) -> None:
+        self._cache.clear()
+
+    def resolved(self, typ: str) -> tuple[list[Match], list[_Group]]:
+        cached = self._cache.get(typ)
+        if cached is None:
+            decided: list[Match] = []
+            undecided: list[_Group] = []
+            for g in self.groups.values():
+                if typ in g.events:
+                    if g.exact is not None:
+                        decided.extend(g.matches(None))
+                    else:
+                        undecided.append(g)
+            cached = self._cache[typ] = (decided, undecided)
+        return cached
 
 
 class _Buckets:
-    """Equality buckets of one column: key -> {group id: group}."""
+    """Equality buckets of one column: key -> bucket of groups."""
 
     __slots__ = ("key", "by_value", "groups")
 
     def __init__(self, key: Any) -> None:
         self.key = key
-        self.by_value: dict[Any, dict[int, _Group]] = {}
+        self.by_value: dict[Any, _Bucket] = {}
         self.groups: dict[int, _Group] = {}
 
     def add(self, g: _Group, keys: Iterable[Any]) -> None:
         self.groups[id(g)] = g
         for k in keys:
-            self.by_value.setdefault(k, {})[id(g)] = g
+            b = self.by_value.get(k)
+            if b is None:
+                b = self.by_value[k] = _Bucket()
+            b.groups[id(g)] = g
+            b.changed()
 
     def remove(self, g: _Group, keys: Iterable[Any]) -> None:
         self.groups.pop(id(g), None)
         for k in keys:
             b = self.by_value.get(k)
             if b is not None:
-                b.pop(id(g), None)
-                if not b:
+                b.groups.pop(id(g), None)
+                b.changed()
+                if not b.groups:
                     del self.by_value[k]
+
+    def touch(self, keys: Iterable[Any]) -> None:
+        """A group's subscriptions changed: drop the cached results of its buckets."""
+        for k in keys:
+            b = self.by_value.get(k)
+            if b is not None:
+                b.changed()
 
     def candidates(self, view: dict, column: str) -> Iterable[_Group]:
         v = view.get(column, _MISSING)
@@ -116,7 +197,7 @@ class _Buckets:
             b = self.by_value.get(self.key(v) if self.key else v)
         except _UNPLACEABLE:
             return self.groups.values()
-        return b.values() if b else ()
+        return b.groups.values() if b else ()
 
 
 class _RangeGrid:
@@ -133,24 +214,30 @@ class _RangeGrid:
 
     @staticmethod
     def cell_of(hint: RangeHint) -> tuple[int, int] | None:
+        # frexp: width < 2**k, and a float difference at or above 2**k never rounds below it; so
+        # low <= v <= high puts floor(v / 2**k) in {cell, cell + 1}
         width = max(hint.high - hint.low, 0.0)
-        k = max(math.frexp(width)[1] + 1, _K_MIN)  # width < 2**(k-1): a range spans at most 2 cells
+        k = max(math.frexp(width)[1], _K_MIN)
         try:
             return k, math.floor(math.ldexp(hint.low, -k))
         except (OverflowError, ValueError):
             return None
 
-    def add(self, g: _Group, cell: tuple[int, int]) -> None:
-        self.cells.setdefault(cell, {})[id(g)] = g
-        self.classes[cell[0]] = self.classes.get(cell[0], 0) + 1
+    def add(self, g: _Group, cell: tuple[int, int], hint: RangeHint) -> None:
+        k, c = cell
+        for at in {c, math.floor(math.ldexp(hint.high, -k))}:  # the cells of both ends (1 or 2)
+            self.cells.setdefault((k, at), {})[id(g)] = (g, hint.low, hint.high, hint.exact)
+        self.classes[k] = self.classes.get(k, 0) + 1
         self.groups[id(g)] = g
 
     def remove(self, g: _Group, cell: tuple[int, int]) -> None:
-        b = self.cells.get(cell)
-        if b is not None:
-            b.pop(id(g), None)
-            if not b:
-                del self.cells[cell]
+        k, c = cell
+        for at in (c, c + 1):
+            b = self.cells.get((k, at))
+            if b is not None:
+                b.pop(id(g), None)
+                if not b:
+                    del self.cells[(k, at)]
         n = self.classes.get(cell[0], 0) - 1
         if n > 0:
             self.classes[cell[0]] = n
@@ -170,17 +257,47 @@ class _RangeGrid:
                 return self.groups.values()
             out: list[_Group] = []
             cells = self.cells
+            ldexp, floor = math.ldexp, math.floor
             for k in self.classes:
-                c = math.floor(math.ldexp(f, -k))
-                b = cells.get((k, c))
-                if b:
-                    out.extend(b.values())
-                b = cells.get((k, c - 1))
-                if b:
-                    out.extend(b.values())
+                b = cells.get((k, floor(ldexp(f, -k))))
+                if b:  # float bounds are monotone images of the exact ones: never drop a match
+                    for g, lo, hi, _ in b.values():
+                        if lo <= f <= hi:
+                            out.append(g)
             return out
         except _UNPLACEABLE:
             return self.groups.values()
+
+    def match_into(self, view: dict, column: str, typ: str, out: list[Match]) -> None:
+        """Single-view matching (INSERT / DELETE): exact ranges decided inline on the value's key."""
+        v = view.get(column, _MISSING)
+        if v is None:
+            return
+        try:
+            if v is _MISSING:
+                raise ValueError
+            kv = self.key(v) if self.key else v
+            f = self.to_float(kv)
+            if not math.isfinite(f):
+                raise ValueError
+        except _UNPLACEABLE:  # absent, NaN, infinite: every range of the column decides for itself
+            for g in self.groups.values():
+                _emit(g, view, typ, out)
+            return
+        cells = self.cells
+        ldexp, floor = math.ldexp, math.floor
+        for k in self.classes:
+            b = cells.get((k, floor(ldexp(f, -k))))
+            if b:
+                for g, lo, hi, exact in b.values():
+                    if lo <= f <= hi and typ in g.events:
+                        if exact is None:
+                            _emit(g, view, typ, out)
+                        else:
+                            elo, elo_incl, ehi, ehi_incl = exact
+                            if ((elo <= kv if elo_incl else elo < kv)
+                                    and (kv <= ehi if ehi_incl else kv < ehi)):
+                                out.extend(g.matches(None))
 
 
 class SubscriptionIndex:
@@ -211,18 +328,22 @@ class SubscriptionIndex:
         if g is None:
             g = self._groups[gkey] = _Group(flt, evs)
             self._place(g)
-        g.subs[sub_id] = None
+        g.add(sub_id)
         self._subs[sub_id] = g
+        if g.place[0] == "eq":
+            self._eq[g.place[1]].touch(g.place[2])
 
     def remove(self, sub_id: Hashable) -> None:
         """Forget a subscription (no error if unknown)."""
         g = self._subs.pop(sub_id, None)
         if g is None:
             return
-        del g.subs[sub_id]
+        g.remove(sub_id)
         if not g.subs:
             del self._groups[(g.flt, g.events)]
             self._unplace(g)
+        elif g.place[0] == "eq":
+            self._eq[g.place[1]].touch(g.place[2])
 
     def update_schema(self, schema: TableSchema) -> list[tuple[Hashable, FilterError]]:
         """Recompile every filter for the table's new columns (ALTER TABLE). Subscriptions whose
@@ -260,6 +381,7 @@ class SubscriptionIndex:
         if eq is not None:
             if isinstance(flt.node, (Compare, InList)):
                 g.exact = eq
+                g.decide = _equality_decider(eq, flt.matches)
             b = self._eq.get(eq.column)
             if b is None:
                 b = self._eq[eq.column] = _Buckets(eq.key)
@@ -272,7 +394,9 @@ class SubscriptionIndex:
                 grid = self._ranges.get(hint.column)
                 if grid is None:
                     grid = self._ranges[hint.column] = _RangeGrid(hint)
-                grid.add(g, cell)
+                grid.add(g, cell, hint)
+                if hint.exact is not None:
+                    g.decide = _range_decider(hint, flt.matches)
                 g.place = ("range", hint.column, cell)
                 return
         g.place = ("scan",)
@@ -316,9 +440,11 @@ class SubscriptionIndex:
         if typ == "TRUNCATE":
             for g in self._groups.values():
                 if typ in g.events:
-                    out.extend(Match(s, None) for s in g.subs)
+                    out.extend(g.matches(None))
             return out
         new, old = _views(event, self.schema)
+        if typ != "UPDATE":
+            return self._match_one(new if typ == "INSERT" else old, typ)
         cands: dict[int, _Group] = dict(self._scan)
         if new is not None:
             self._candidates(new, cands)
@@ -328,11 +454,11 @@ class SubscriptionIndex:
             if typ not in g.events:
                 continue
             if typ == "UPDATE":
-                nv = g.verdict(new)
+                nv = g.decide(new)
                 if nv is None:
                     t: Transition = "unknown"
                 else:
-                    ov = g.verdict(old) if old is not None else None
+                    ov = g.decide(old) if old is not None else None
                     if ov is None:
                         if not nv:
                             continue
@@ -343,13 +469,43 @@ class SubscriptionIndex:
                         t = "leave"
                     else:
                         continue
-            else:
-                v = g.verdict(new if typ == "INSERT" else old)
-                if v is False:
-                    continue
-                t = None if v else "unknown"
-            out.extend(Match(s, t) for s in g.subs)
+            out.extend(g.matches(t))
         return out
+
+    def _match_one(self, view: dict, typ: str) -> list[Match]:
+        """INSERT / DELETE: one row view, so each group is found at most once (no dedup needed)."""
+        out: list[Match] = []
+        for g in self._scan.values():
+            _emit(g, view, typ, out)
+        for column, b in self._eq.items():
+            v = view.get(column, _MISSING)
+            if v is None:
+                continue
+            if v is _MISSING:
+                for g in b.groups.values():
+                    _emit(g, view, typ, out)
+                continue
+            try:
+                bucket = b.by_value.get(b.key(v) if b.key else v)
+            except _UNPLACEABLE:
+                for g in b.groups.values():
+                    _emit(g, view, typ, out)
+                continue
+            if bucket is not None:
+                decided, undecided = bucket.resolved(typ)
+                out.extend(decided)  # groups whose whole filter is this equality
+                for g in undecided:
+                    _emit(g, view, typ, out)
+        for column, grid in self._ranges.items():
+            grid.match_into(view, column, typ, out)
+        return out
+
+
+def _emit(g: _Group, view: dict, typ: str, out: list[Match]) -> None:
+    if typ in g.events:
+        v = g.decide(view)
+        if v is not False:
+            out.extend(g.matches(None if v else "unknown"))
 
 
 def _views(event: ChangeEvent, schema: TableSchema) -> tuple[dict | None, dict | None]:

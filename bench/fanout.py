@@ -1,7 +1,7 @@
 """WebSocket fan-out: 5,000 clients on one channel, a publisher at a fixed rate, Nuvem vs Node `ws`.
 
     (cd bench && npm install)          # once: the `ws` package for bench/node_ws_server.js
-    python bench/fanout.py [--clients 5000] [--rates 20,100] [--seconds 10] [--procs 2]
+    python bench/fanout.py [--clients 5000] [--rates 5,20] [--seconds 8] [--rounds 3] [--procs 2]
 
 Method (the same for both servers, in the same run):
 - Server: Nuvem is `nuvem-realtime serve` in a subprocess on a throwaway Postgres (every message
@@ -14,7 +14,10 @@ Method (the same for both servers, in the same run):
   its send time; a receiver's latency is receive time - send time (one machine, one clock).
 - Per rate: deliveries/s = deliveries / (last delivery - first publish); p50/p99 over every
   delivery. A run waits up to 10 s after the last publish for stragglers and counts missing ones.
-Prints one line per (server, rate) and the ratio Nuvem/Node of deliveries/s and p99.
+- Rounds: each round starts both servers afresh, alternating which goes first (the machine is
+  shared); the summary is the median per (server, rate) over the rounds.
+Prints one line per (server, rate, round), the medians and the ratio Nuvem/Node of deliveries/s
+and p99.
 """
 
 from __future__ import annotations
@@ -350,12 +353,47 @@ async def measure(name: str, port: int, path: str, clients: int, procs: int, rat
     return rows
 
 
+async def run_node(args: argparse.Namespace, rates: list[float], logs: Path) -> list[dict]:
+    port = free_port()
+    proc = start_node(port, logs / "node.log")
+    try:
+        await wait_port(port, proc)
+        return await measure("node", port, "/", args.clients, args.procs, rates, args.seconds)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+
+
+async def run_nuvem(args: argparse.Namespace, rates: list[float], logs: Path, dsn: str, key: str) -> list[dict]:
+    port = free_port()
+    proc = start_nuvem(port, dsn, logs / "nuvem.log", args.profile)
+    try:
+        await wait_port(port, proc)
+        return await measure("nuvem", port, f"/v1/realtime/ws?apiKey={key}", args.clients, args.procs, rates,
+                             args.seconds)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _median_row(rows: list[dict]) -> dict:
+    out = dict(rows[0])
+    for k in ("deliveries_per_s", "p50_ms", "p99_ms"):
+        out[k] = statistics.median(r[k] for r in rows)
+    out["missing"] = max(r["missing"] for r in rows)
+    return out
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clients", type=int, default=5000)
-    ap.add_argument("--rates", default="20,100", help="publish rates (messages/s), comma separated")
-    ap.add_argument("--seconds", type=float, default=10.0, help="publishing time per rate")
+    ap.add_argument("--rates", default="5,20", help="publish rates (messages/s), comma separated")
+    ap.add_argument("--seconds", type=float, default=8.0, help="publishing time per rate")
     ap.add_argument("--procs", type=int, default=2, help="load client processes")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds; the servers alternate who goes first")
     ap.add_argument("--only", choices=["nuvem", "node"], default=None)
     ap.add_argument("--profile", default=None, help="run the Nuvem server under cProfile, writing this file")
     args = ap.parse_args()
@@ -366,42 +404,33 @@ async def main() -> None:
 
     logs = Path(os.environ.get("TMPDIR", "/tmp")) / "nuvem-bench-fanout"
     logs.mkdir(parents=True, exist_ok=True)
-    results: dict[str, list[dict]] = {}
-    print(f"fan-out: {args.clients} clients, rates {rates}/s for {args.seconds:g} s each, "
+    print(f"fan-out: {args.clients} clients, rates {rates}/s for {args.seconds:g} s each, {args.rounds} rounds, "
           f"{args.procs} load processes, {os.cpu_count()} cores", flush=True)
+    results: dict[str, list[list[dict]]] = {"node": [], "nuvem": []}
+    with LocalPostgres() as pg:
+        key = await make_key(pg.dsn)
+        for rnd in range(args.rounds):
+            order = ["node", "nuvem"] if rnd % 2 == 0 else ["nuvem", "node"]
+            for name in order:
+                if args.only not in (None, name):
+                    continue
+                print(f"round {rnd + 1}: {name}", flush=True)
+                rows = (await run_node(args, rates, logs) if name == "node"
+                        else await run_nuvem(args, rates, logs, pg.dsn, key))
+                results[name].append(rows)
 
-    if args.only in (None, "node"):
-        port = free_port()
-        proc = start_node(port, logs / "node.log")
-        try:
-            await wait_port(port, proc)
-            results["node"] = await measure("node", port, "/", args.clients, args.procs, rates, args.seconds)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(10)
-
-    if args.only in (None, "nuvem"):
-        with LocalPostgres() as pg:
-            key = await make_key(pg.dsn)
-            port = free_port()
-            proc = start_nuvem(port, pg.dsn, logs / "nuvem.log", args.profile)
-            try:
-                await wait_port(port, proc)
-                results["nuvem"] = await measure("nuvem", port, f"/v1/realtime/ws?apiKey={key}", args.clients,
-                                                 args.procs, rates, args.seconds)
-            finally:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-
-    if len(results) == 2:
-        print("\nratio nuvem/node (deliveries/s higher is better; p99 lower is better):")
-        for ours, peer in zip(results["nuvem"], results["node"]):
+    medians = {name: [_median_row([r[i] for r in runs]) for i in range(len(rates))]
+               for name, runs in results.items() if runs}
+    print(f"\nmedian of {args.rounds} rounds:")
+    for name, rows in medians.items():
+        for row in rows:
+            print(f"  {name:6} rate {row['rate']:6.0f}/s: {row['deliveries_per_s']:10,.0f} deliveries/s  "
+                  f"p50 {row['p50_ms']:8.2f} ms  p99 {row['p99_ms']:8.2f} ms  missing (worst) {row['missing']}")
+    if len(medians) == 2:
+        print("ratio nuvem/node (deliveries/s: higher is better; p99: lower is better):")
+        for ours, peer in zip(medians["nuvem"], medians["node"]):
             print(f"  rate {ours['rate']:6.0f}/s: deliveries/s x{ours['deliveries_per_s'] / peer['deliveries_per_s']:.2f}"
-                  f"   p99 {ours['p99_ms']:.1f} ms vs {peer['p99_ms']:.1f} ms"
-                  f" (x{ours['p99_ms'] / peer['p99_ms']:.2f})")
+                  f"   p99 {ours['p99_ms']:.1f} ms vs {peer['p99_ms']:.1f} ms (x{ours['p99_ms'] / peer['p99_ms']:.2f})")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """This node's channels -> local subscriptions, and each connection's bounded send queue.
 
 A broadcast is encoded once (``protocol.ws_text_frame``) and the same bytes are written to every
-subscriber's ``Outbox``. Writing never waits: an ``Outbox`` writes straight to the socket while
+subscriber's ``Outbox`` (frames of one event-loop turn are coalesced into one write). Writing never waits: an ``Outbox`` writes straight to the socket while
 the socket keeps up, queues (bounded) while it does not, and calls ``on_overflow`` (the
 connection then closes with ``slow_consumer``) when the queue is full. A slow client therefore
 never delays delivery to the others.
@@ -112,8 +112,14 @@ class Subscription:
 
 
 class Hub:
+    """Broadcasts are coalesced per event-loop turn: every frame a channel gets in one turn (a
+    history batch commits several messages at once) is joined into one buffer and written to each
+    subscriber with ONE write, in order. Fewer syscalls per message for us and for the clients."""
+
     def __init__(self) -> None:
         self._channels: dict[str, dict[int, Subscription]] = {}
+        self._pending: dict[str, list[tuple[int | None, bytes]]] = {}
+        self._flush_scheduled = False
 
     def add(self, sub: Subscription) -> bool:
         """Add; True if it is the channel's first subscription on this node."""
@@ -131,17 +137,37 @@ class Hub:
             return True
         return False
 
-    def broadcast(self, channel: str, frame: bytes, offset: int | None = None) -> int:
-        """Write ``frame`` to every subscription of ``channel``; returns how many."""
-        subs = self._channels.get(channel)
-        if not subs:
-            return 0
-        for sub in subs.values():   # sends never block nor change subscriptions synchronously
-            if sub.buffer is None:
-                sub.outbox.send(frame)
-            else:
-                sub.buffer.append((offset, frame))
-        return len(subs)
+    def broadcast(self, channel: str, frame: bytes, offset: int | None = None) -> None:
+        """Queue ``frame`` for every subscription of ``channel``; written at the end of this turn."""
+        if channel not in self._channels:
+            return
+        pending = self._pending.get(channel)
+        if pending is None:
+            self._pending[channel] = [(offset, frame)]
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
+        else:
+            pending.append((offset, frame))
+
+    def flush(self) -> None:
+        """Write what is queued now (before a direct reply, so replies never overtake broadcasts)."""
+        if self._pending:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, {}
+        for channel, items in pending.items():
+            subs = self._channels.get(channel)
+            if not subs:
+                continue
+            data = items[0][1] if len(items) == 1 else b"".join([frame for _, frame in items])
+            for sub in subs.values():   # sends never block nor change subscriptions synchronously
+                if sub.buffer is None:
+                    sub.outbox.send(data)
+                else:
+                    sub.buffer.extend(items)
 
     def count(self, channel: str) -> int:
         return len(self._channels.get(channel, ()))

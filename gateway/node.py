@@ -127,7 +127,7 @@ class Node:
         config = await self._channels.get(channel)
         retention = self._retention(config)
         replay = since is not None or bool(last)
-        sub.buffer = [] if replay else None   # live messages wait here during the replay
+        sub.buffer = []   # live messages wait here until the ack, presence state and replay are sent
         if self.hub.add(sub):
             self._broker_subscribing[channel] = asyncio.ensure_future(self._broker.subscribe(channel))
         try:
@@ -143,15 +143,19 @@ class Node:
             sub.outbox.send(_frame(protocol.Ack(ref=ref, channel=channel, offset=latest)))
             users = await self._presence.list(channel)
             sub.outbox.send(_frame(protocol.PresenceState(channel=channel, presence=users)))
-            if replay:
-                await self._replay(sub, since=since, last=last, retention=retention)
+            cursor = await self._replay(sub, since=since, last=last, retention=retention) if replay else 0
+            held, sub.buffer = sub.buffer or [], None
+            for offset, frame in held:
+                if offset is None or offset > cursor:   # skip what the replay already sent
+                    sub.outbox.send(frame)
         except BaseException:
             await self._remove(sub)
             raise
         return latest
 
     async def _replay(self, sub: Subscription, *, since: int | None, last: int | None,
-                      retention: Retention) -> None:
+                      retention: Retention) -> int:
+        """Send the replayed messages; return the offset of the last one sent (or ``since``)."""
         channel = sub.channel
         cursor = since if since is not None else 0
         if since is not None:
@@ -167,10 +171,7 @@ class Node:
             self._send_replayed(sub, page.messages)
             if page.messages:
                 cursor = page.messages[-1].offset
-        held, sub.buffer = sub.buffer or [], None
-        for offset, frame in held:
-            if offset is None or offset > cursor:   # skip what the replay already sent
-                sub.outbox.send(frame)
+        return cursor
 
     def _send_replayed(self, sub: Subscription, messages: list[Publication]) -> None:
         for pub in messages:

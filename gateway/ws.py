@@ -129,6 +129,7 @@ class _Session:
         await self.ws.close(code=code.code, message=code.reason.encode())
 
     def _send(self, frame: protocol.ServerFrame) -> None:
+        self.node.hub.flush()   # broadcasts queued this turn (e.g. our own message) go first
         self.outbox.send(protocol.ws_text_frame(protocol.encode(frame)))
 
     # ------------------------------------------------------------ frames

@@ -94,7 +94,7 @@ class CompiledFilter:
     """A filter bound to one table's columns. Immutable; equal filters (same AST, same column
     types) compare and hash equal, so the index evaluates a shared filter once per change."""
 
-    __slots__ = ("node", "columns", "equality", "range", "_fast", "_slow", "_identity")
+    __slots__ = ("node", "columns", "equality", "range", "_fast", "_slow", "_identity", "_hash")
 
     def __init__(self, node: Node, fast: Leaf, slow: Callable[[dict], int], identity: tuple,
                  equality: tuple[EqualityHint, ...], range_: tuple[RangeHint, ...]) -> None:
@@ -105,6 +105,7 @@ class CompiledFilter:
         self._fast = fast
         self._slow = slow
         self._identity = identity
+        self._hash = hash(identity)
 
     def sql_value(self, record: dict) -> bool | None:
         """The SQL value of the expression on a complete record (KeyError if a column is absent)."""
@@ -121,10 +122,11 @@ class CompiledFilter:
             return None if mask & _T else False
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, CompiledFilter) and self._identity == other._identity
+        return self is other or (isinstance(other, CompiledFilter) and self._hash == other._hash
+                                 and self._identity == other._identity)
 
     def __hash__(self) -> int:
-        return hash(self._identity)
+        return self._hash
 
     def __repr__(self) -> str:
         return f"CompiledFilter({self.node!r})"

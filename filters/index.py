@@ -131,23 +131,35 @@ class _Bucket:
 
     def __init__(self) -> None:
         self.groups: dict[int, _Group] = {}
-        self._cache: dict[str, tuple[list[Match], list[_Group]]] = {}
+        self._cache: dict[str, tuple[list[Match], list[_Group], list[Match], list[_Group]]] = {}
 
     def changed(self) -> None:
         self._cache.clear()
 
     def resolved(self, typ: str) -> tuple[list[Match], list[_Group]]:
+        """(Match list of the groups this hit decides, groups that still need their filter)."""
+        r = self._resolve(typ)
+        return r[0], r[1]
+
+    def resolved_stay(self, typ: str) -> tuple[list[Match], list[_Group]]:
+        """The same for an UPDATE whose old and new values both fall in this bucket."""
+        r = self._resolve(typ)
+        return r[2], r[1]
+
+    def decided_groups(self, typ: str) -> list[_Group]:
+        return self._resolve(typ)[3]
+
+    def _resolve(self, typ: str) -> tuple[list[Match], list[_Group], list[Match], list[_Group]]:
         cached = self._cache.get(typ)
         if cached is None:
-            decided: list[Match] = []
+            decided: list[_Group] = []
             undecided: list[_Group] = []
             for g in self.groups.values():
                 if typ in g.events:
-                    if g.exact is not None:
-                        decided.extend(g.matches(None))
-                    else:
-                        undecided.append(g)
-            cached = self._cache[typ] = (decided, undecided)
+                    (decided if g.exact is not None else undecided).append(g)
+            cached = self._cache[typ] = (
+                [m for g in decided for m in g.matches(None)], undecided,
+                [m for g in decided for m in g.matches("stay")], decided)
         return cached
 
 
@@ -201,21 +213,24 @@ class _Buckets:
 
 
 class _RangeGrid:
-    """Two-sided ranges of one column, filed by width class k under cell floor(low / 2**k)."""
+    """Two-sided ranges of one column. A range of width < 2**k is filed, in width class k, under
+    the cells floor(low / 2**k) and floor(high / 2**k) (one or two): a value looks at one cell per
+    class. Entries carry float bounds (a cheap, never-too-strict pre-check) and, when the range is
+    the whole filter, the exact bounds."""
 
-    __slots__ = ("key", "to_float", "cells", "classes", "groups")
+    __slots__ = ("key", "to_float", "classes", "counts", "groups")
 
     def __init__(self, hint: RangeHint) -> None:
         self.key = hint.key
         self.to_float = hint.to_float
-        self.cells: dict[tuple[int, int], dict[int, _Group]] = {}
-        self.classes: dict[int, int] = {}
+        self.classes: dict[int, dict[int, dict[int, tuple]]] = {}  # k -> cell -> {group id: entry}
+        self.counts: dict[int, int] = {}
         self.groups: dict[int, _Group] = {}
 
     @staticmethod
     def cell_of(hint: RangeHint) -> tuple[int, int] | None:
         # frexp: width < 2**k, and a float difference at or above 2**k never rounds below it; so
-        # low <= v <= high puts floor(v / 2**k) in {cell, cell + 1}
+        # low <= v <= high puts floor(v / 2**k) in {floor(low / 2**k), floor(high / 2**k)}
         width = max(hint.high - hint.low, 0.0)
         k = max(math.frexp(width)[1], _K_MIN)
         try:
@@ -225,25 +240,35 @@ class _RangeGrid:
 
     def add(self, g: _Group, cell: tuple[int, int], hint: RangeHint) -> None:
         k, c = cell
-        for at in {c, math.floor(math.ldexp(hint.high, -k))}:  # the cells of both ends (1 or 2)
-            self.cells.setdefault((k, at), {})[id(g)] = (g, hint.low, hint.high, hint.exact)
-        self.classes[k] = self.classes.get(k, 0) + 1
+        cells = self.classes.setdefault(k, {})
+        for at in {c, math.floor(math.ldexp(hint.high, -k))}:
+            cells.setdefault(at, {})[id(g)] = (g, hint.low, hint.high, hint.exact)
+        self.counts[k] = self.counts.get(k, 0) + 1
         self.groups[id(g)] = g
 
     def remove(self, g: _Group, cell: tuple[int, int]) -> None:
         k, c = cell
+        cells = self.classes.get(k, {})
         for at in (c, c + 1):
-            b = self.cells.get((k, at))
+            b = cells.get(at)
             if b is not None:
                 b.pop(id(g), None)
                 if not b:
-                    del self.cells[(k, at)]
-        n = self.classes.get(cell[0], 0) - 1
+                    del cells[at]
+        n = self.counts.get(k, 0) - 1
         if n > 0:
-            self.classes[cell[0]] = n
+            self.counts[k] = n
         else:
-            self.classes.pop(cell[0], None)
+            self.counts.pop(k, None)
+            self.classes.pop(k, None)
         self.groups.pop(id(g), None)
+
+    def _entries(self, f: float):
+        ldexp, floor = math.ldexp, math.floor
+        for k, cells in self.classes.items():
+            b = cells.get(floor(ldexp(f, -k)))
+            if b:
+                yield from b.values()
 
     def candidates(self, view: dict, column: str) -> Iterable[_Group]:
         v = view.get(column, _MISSING)
@@ -255,16 +280,8 @@ class _RangeGrid:
             f = self.to_float(self.key(v) if self.key else v)
             if not math.isfinite(f):
                 return self.groups.values()
-            out: list[_Group] = []
-            cells = self.cells
-            ldexp, floor = math.ldexp, math.floor
-            for k in self.classes:
-                b = cells.get((k, floor(ldexp(f, -k))))
-                if b:  # float bounds are monotone images of the exact ones: never drop a match
-                    for g, lo, hi, _ in b.values():
-                        if lo <= f <= hi:
-                            out.append(g)
-            return out
+            # float bounds are monotone images of the exact ones: the pre-check never drops a match
+            return [g for g, lo, hi, _ in self._entries(f) if lo <= f <= hi]
         except _UNPLACEABLE:
             return self.groups.values()
 
@@ -284,10 +301,9 @@ class _RangeGrid:
             for g in self.groups.values():
                 _emit(g, view, typ, out)
             return
-        cells = self.cells
         ldexp, floor = math.ldexp, math.floor
-        for k in self.classes:
-            b = cells.get((k, floor(ldexp(f, -k))))
+        for k, cells in self.classes.items():
+            b = cells.get(floor(ldexp(f, -k)))
             if b:
                 for g, lo, hi, exact in b.values():
                     if lo <= f <= hi and typ in g.events:
@@ -417,14 +433,6 @@ class SubscriptionIndex:
         else:
             self._scan.pop(id(g), None)
 
-    def _candidates(self, view: dict, into: dict[int, _Group]) -> None:
-        for column, b in self._eq.items():
-            for g in b.candidates(view, column):
-                into[id(g)] = g
-        for column, grid in self._ranges.items():
-            for g in grid.candidates(view, column):
-                into[id(g)] = g
-
     # -- matching
 
     def match(self, event: ChangeEvent) -> list[Match]:
@@ -445,30 +453,70 @@ class SubscriptionIndex:
         new, old = _views(event, self.schema)
         if typ != "UPDATE":
             return self._match_one(new if typ == "INSERT" else old, typ)
-        cands: dict[int, _Group] = dict(self._scan)
-        if new is not None:
-            self._candidates(new, cands)
-        if old is not None and typ != "INSERT":
-            self._candidates(old, cands)
-        for g in cands.values():
+        return self._match_update(new, old, typ)
+
+    def _match_update(self, new: dict, old: dict | None, typ: str) -> list[Match]:
+        """UPDATE: two row views. Groups an equality bucket decides get their transition from the
+        buckets of the new and old values; every other candidate is decided on both views."""
+        out: list[Match] = []
+        generic: dict[int, _Group] = dict(self._scan)
+        for column, b in self._eq.items():
+            vn = new.get(column, _MISSING)
+            vo = _MISSING if old is None else old.get(column, _MISSING)
+            try:
+                if vn is _MISSING:
+                    raise ValueError
+                bn = None if vn is None else b.by_value.get(b.key(vn) if b.key else vn)
+                if vo is _MISSING:  # old membership unknown: plain matches on the new row
+                    if bn is not None:
+                        decided, undecided = bn.resolved(typ)
+                        out.extend(decided)
+                        generic.update((id(g), g) for g in undecided)
+                    continue
+                bo = None if vo is None else b.by_value.get(b.key(vo) if b.key else vo)
+            except _UNPLACEABLE:
+                generic.update(b.groups)
+                continue
+            if bn is not None and bn is bo:
+                stay, undecided = bn.resolved_stay(typ)
+                out.extend(stay)
+                generic.update((id(g), g) for g in undecided)
+                continue
+            if bn is not None:
+                old_groups = bo.groups if bo is not None else {}
+                for g in bn.decided_groups(typ):
+                    out.extend(g.matches("stay" if id(g) in old_groups else "enter"))
+                generic.update((id(g), g) for g in bn.resolved(typ)[1])
+            if bo is not None:
+                new_groups = bn.groups if bn is not None else {}
+                for g in bo.decided_groups(typ):
+                    if id(g) not in new_groups:
+                        out.extend(g.matches("leave"))
+                generic.update((id(g), g) for g in bo.resolved(typ)[1])
+        for column, grid in self._ranges.items():
+            for g in grid.candidates(new, column):
+                generic[id(g)] = g
+            if old is not None:
+                for g in grid.candidates(old, column):
+                    generic[id(g)] = g
+        for g in generic.values():
             if typ not in g.events:
                 continue
-            if typ == "UPDATE":
-                nv = g.decide(new)
-                if nv is None:
-                    t: Transition = "unknown"
-                else:
-                    ov = g.decide(old) if old is not None else None
-                    if ov is None:
-                        if not nv:
-                            continue
-                        t = None
-                    elif nv:
-                        t = "stay" if ov else "enter"
-                    elif ov:
-                        t = "leave"
-                    else:
+            nv = g.decide(new)
+            if nv is None:
+                t: Transition = "unknown"
+            else:
+                ov = g.decide(old) if old is not None else None
+                if ov is None:
+                    if not nv:
                         continue
+                    t = None
+                elif nv:
+                    t = "stay" if ov else "enter"
+                elif ov:
+                    t = "leave"
+                else:
+                    continue
             out.extend(g.matches(t))
         return out
 

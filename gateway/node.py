@@ -93,8 +93,12 @@ class Node:
                              field="event")
         config = await self._channels.get(channel)
         await self._limits.admit_message(principal, channel, config.rate_limit if config else None)
-        return await self._history.append(channel, event, payload, publisher=publisher,
-                                          retention=self._retention(config))
+        try:
+            return await self._history.append(channel, event, payload, publisher=publisher,
+                                              retention=self._retention(config))
+        except NuvemError:   # the store refused it: not stored, so not counted either
+            await self._limits.refund_message(principal, channel)
+            raise
 
     async def history(self, channel: str, *, limit: int = 50, before: int | None = None,
                       since: int | None = None) -> HistoryPage:

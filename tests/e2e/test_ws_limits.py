@@ -69,3 +69,19 @@ async def test_the_message_over_the_rate_limit_is_refused_not_delivered_not_stor
     # other channels are not limited by it
     other = await request(pub, {"type": "publish", "channel": "unlimited", "event": "e", "payload": 9})
     assert other["type"] == "ack"
+
+
+async def test_a_message_the_store_failed_is_not_counted_against_the_rate_limit(gateway_server, ws_connect,
+                                                                               make_key):
+    import psycopg
+
+    await gateway_server.app[CHANNELS].create("one-per-minute", rate_limit=RateLimit(messages=1, window_seconds=60))
+    async with await psycopg.AsyncConnection.connect(gateway_server.dsn, autocommit=True) as conn:
+        await conn.execute("ALTER TABLE nuvem_realtime.history ADD CONSTRAINT no_bad CHECK (event <> 'bad')")
+    ws = await ws_connect(await make_key())
+    err = await request(ws, {"type": "publish", "channel": "one-per-minute", "event": "bad", "payload": 1})
+    assert err["type"] == "error" and err["error"]["code"] == "unavailable"
+    ok = await request(ws, {"type": "publish", "channel": "one-per-minute", "event": "good", "payload": 2})
+    assert ok["type"] == "ack" and ok["offset"] == 1
+    over = await request(ws, {"type": "publish", "channel": "one-per-minute", "event": "good", "payload": 3})
+    assert over["error"]["code"] == "rate_limit_exceeded"

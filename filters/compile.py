@@ -61,6 +61,7 @@ def _or3(x: Any, y: Any) -> Any:
     return None if x is None or y is None else False
 
 
+_ODD_VALUE = (TypeError, ValueError, AttributeError, ArithmeticError)
 _AND_TABLE = _combine(_and3)
 _OR_TABLE = _combine(_or3)
 _NOT_MASK = [((m & _T) << 1) | ((m & _F) >> 1) | (m & _N) for m in range(8)]
@@ -112,14 +113,20 @@ class CompiledFilter:
         return self._fast(record)
 
     def matches(self, record: dict) -> bool | None:
-        """WHERE semantics; None = undecidable because a column it depends on is absent."""
+        """WHERE semantics; None = undecidable: a column it depends on is absent (or holds a value
+        outside the value contract, which is never an error here)."""
         try:
             return self._fast(record) is True
         except KeyError:
-            mask = self._slow(record)
+            try:
+                mask = self._slow(record)
+            except _ODD_VALUE:
+                return None
             if mask == _T:
                 return True
             return None if mask & _T else False
+        except _ODD_VALUE:  # a value outside the value contract: undecidable, never an error
+            return None
 
     def __eq__(self, other: object) -> bool:
         return self is other or (isinstance(other, CompiledFilter) and self._hash == other._hash

@@ -32,12 +32,14 @@ __all__ = [
 
 
 class _Extreme:
-    """A key above (TOP) or below (BOTTOM) every ordinary value: numeric/float NaN, 'infinity'."""
+    """Keys outside every ordinary value: TOP (numeric/float NaN, 'infinity') above all, BOTTOM
+    ('-infinity') below all; LATE / EARLY just inside them for dates Python cannot hold (years
+    after 9999, time 24:00:00 / BC dates): they order correctly against ordinary values."""
 
-    __slots__ = ("_sign", "_name")
+    __slots__ = ("_rank", "_name")
 
-    def __init__(self, sign: int, name: str) -> None:
-        self._sign = sign
+    def __init__(self, rank: int, name: str) -> None:
+        self._rank = rank
         self._name = name
 
     def __repr__(self) -> str:
@@ -46,6 +48,10 @@ class _Extreme:
     def __hash__(self) -> int:
         return hash(self._name)
 
+    def _cmp(self, other: object) -> int:
+        r = other._rank if isinstance(other, _Extreme) else 0
+        return (self._rank > r) - (self._rank < r)
+
     def __eq__(self, other: object) -> bool:
         return other is self
 
@@ -53,20 +59,22 @@ class _Extreme:
         return other is not self
 
     def __lt__(self, other: object) -> bool:
-        return self._sign < 0 and other is not self
+        return self._cmp(other) < 0
 
     def __le__(self, other: object) -> bool:
-        return self._sign < 0 or other is self
+        return self._cmp(other) <= 0
 
     def __gt__(self, other: object) -> bool:
-        return self._sign > 0 and other is not self
+        return self._cmp(other) > 0
 
     def __ge__(self, other: object) -> bool:
-        return self._sign > 0 or other is self
+        return self._cmp(other) >= 0
 
 
-TOP = _Extreme(1, "TOP")
-BOTTOM = _Extreme(-1, "BOTTOM")
+TOP = _Extreme(2, "TOP")
+LATE = _Extreme(1, "LATE")
+EARLY = _Extreme(-1, "EARLY")
+BOTTOM = _Extreme(-2, "BOTTOM")
 
 Family = str  # "int", "numeric", "float4", "float8", "bool", "text", "bpchar", "uuid", "date",
 # "time", "timetz", "timestamp", "timestamptz", "jsonb", "bytea", "json", "interval", "array",
@@ -405,11 +413,16 @@ def _float8_key(v: Any) -> Any:
 
 
 def _infinite(v: str) -> Any:
+    """Date/time values the value contract leaves as strings."""
     if v == "infinity":
         return TOP
     if v == "-infinity":
         return BOTTOM
-    raise ValueError(f"not a date/time value: {v!r}")
+    return EARLY if v.endswith("BC") else LATE  # BC dates; years after 9999, 24:00:00
+
+
+def _time_key(v: Any) -> Any:
+    return _infinite(v) if isinstance(v, str) else v
 
 
 def _ts_key(v: Any) -> Any:
@@ -430,7 +443,9 @@ def _to_tstz(v: Any) -> Any:
     return v if v.tzinfo is not None else v.replace(tzinfo=timezone.utc)
 
 
-def _timetz_key(v: time) -> tuple[int, int]:
+def _timetz_key(v: Any) -> Any:
+    if isinstance(v, str):  # 24:00:00+zz
+        return (_infinite(v), 0)
     off = v.utcoffset() or timedelta(0)
     micros = ((v.hour * 60 + v.minute) * 60 + v.second) * 1_000_000 + v.microsecond
     off_us = off.days * 86_400_000_000 + off.seconds * 1_000_000 + off.microseconds
@@ -475,6 +490,8 @@ def to_domain(family: Family, domain: str) -> Callable[[Any], Any] | None:
         return _ts_key
     if domain == "timetz":
         return _timetz_key
+    if domain == "time":
+        return _time_key
     if domain == "jsonb":
         return _json_key
     return None

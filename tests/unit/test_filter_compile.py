@@ -295,3 +295,22 @@ def test_timestamptz_literal_without_zone_is_utc():
     f = compile_filter("ts = '2026-06-01 12:00'", SCHEMA)
     assert f.sql_value({"ts": datetime(2026, 6, 1, 12, tzinfo=UTC)}) is True
     assert f.sql_value({"ts": datetime(2026, 6, 1, 14, tzinfo=timezone(timedelta(hours=2)))}) is True
+
+
+@pytest.mark.parametrize("flt, record, expected", [
+    ("day < '0001-01-01'", {"day": "0044-03-15 BC"}, True),  # BC dates (strings) sort before AD
+    ("day > '-infinity'", {"day": "0044-03-15 BC"}, True),
+    ("day = '-infinity'", {"day": "0044-03-15 BC"}, False),
+    ("at > '9999-12-31 23:59:59'", {"at": "10000-01-01 00:00:00"}, True),  # beyond Python's years
+    ("at < 'infinity'", {"at": "10000-01-01 00:00:00"}, True),
+    ("clock > '23:59:59.999999'", {"clock": "24:00:00"}, True),
+])
+def test_date_values_python_cannot_hold(flt, record, expected):
+    assert value(flt, **record) is expected
+
+
+def test_values_outside_the_contract_are_undecidable_not_errors():
+    f = compile_filter("id > 5", SCHEMA)
+    assert f.matches({"id": "not an int"}) is None
+    g = compile_filter("ts > '2026-01-01'", SCHEMA)
+    assert g.matches({"ts": 12}) is None

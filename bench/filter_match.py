@@ -29,11 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-try:
-    from cdc.events import ChangeEvent, ColumnInfo, TableSchema
-except ValueError:  # cdc/events.py with msgspec >= 0.23: see docs/performance-filters.md
-    sys.exit("cdc.events does not import (msgspec tag_field conflict); fix cdc/events.py first")
-
+from cdc.events import ChangeEvent, ColumnInfo, TableSchema  # noqa: E402
 from filters import SubscriptionIndex, compile_filter  # noqa: E402
 
 SCHEMA = TableSchema("public", "orders", (

@@ -337,6 +337,12 @@ class SubscriptionIndex:
         """Register (or replace) a subscription. ``flt`` None matches every row; ``events`` is a
         set of INSERT / UPDATE / DELETE / TRUNCATE, or ``"*"`` / ``{"*"}`` for all."""
         evs = _normalise_events(events)
+        if flt is not None:
+            missing = [c for c in flt.columns if self.schema.column(c) is None]
+            if missing:
+                raise FilterError(f"the filter reads {', '.join(sorted(missing))}, not columns of "
+                                  f"{self.schema.schema}.{self.schema.table}",
+                                  hint="compile the filter against this table's schema")
         if sub_id in self._subs:
             self.remove(sub_id)
         gkey = (flt, evs)

@@ -8,14 +8,16 @@ evaluated by Postgres (``SELECT id, (<filter>) FROM t``) and by ``compile_filter
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
 import pytest
+from psycopg.types.string import TextLoader
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from cdc.events import ColumnInfo, TableSchema
 from cdc.values import convert
-from psycopg.types.string import TextLoader
 from filters import FilterError, compile_filter
 
 pytestmark = pytest.mark.postgres
@@ -142,7 +144,7 @@ _SCHEMA_OIDS: dict[str, int] = {}
 @pytest.fixture(scope="module")
 def diff_db(pg_server):
     """One database for the module (the hypothesis examples reuse it): table t of every type."""
-    name = "filter_diff"
+    name = "filter_diff_" + uuid.uuid4().hex[:8]
     with psycopg.connect(pg_server.dsn, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {name}")
         admin.execute(f"CREATE DATABASE {name}")
@@ -190,7 +192,8 @@ def _postgres_says(conn, where: str) -> tuple[list | None, str | None]:
         return None, f"{type(e).__name__}: {str(e).splitlines()[0]}"
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+@pytest.mark.slow
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                                    HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(row_values, min_size=1, max_size=6), where=expr())
 def test_compiled_filter_agrees_with_postgres(diff_db, rows, where):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -235,7 +236,12 @@ def _linear(subs, event):
     return sorted(out, key=repr)
 
 
-@settings(max_examples=150, deadline=None)
+@functools.lru_cache(maxsize=None)
+def _compiled(text):
+    return compile_filter(text, SCHEMA)
+
+
+@settings(max_examples=200, deadline=None)
 @given(ops=st.lists(st.tuples(st.sampled_from(["add", "add", "add", "remove", "match"]), st.integers(0, 15),
                               st.one_of(st.none(), FILTERS), st.sampled_from([ALL_EVENTS, frozenset({"UPDATE"})]),
                               events()), min_size=1, max_size=40))
@@ -244,7 +250,7 @@ def test_index_agrees_with_linear_evaluation(ops):
     subs = {}
     for op, sub, flt_text, evs, event in ops:
         if op == "add":
-            flt = None if flt_text is None else compile_filter(flt_text, SCHEMA)
+            flt = None if flt_text is None else _compiled(flt_text)
             index.add(sub, flt, evs)
             subs[sub] = (flt, evs)
         elif op == "remove":
@@ -264,3 +270,15 @@ def test_range_grid_finds_ranges_of_every_width():
     for probe in ["0", "1", "-3", "3", "0.0000000015", "5", "7.3", "4999999", "1e12", "-1e12", "2e12"]:
         expected = {i for i, (lo, hi) in enumerate(bounds) if Decimal(repr(lo)) <= Decimal(probe) <= Decimal(repr(hi))}
         assert {m.sub_id for m in index.match(insert(row(amount=probe)))} == expected, probe
+
+
+def test_a_filter_compiled_for_another_table_is_refused():
+    other = TableSchema("public", "users", (ColumnInfo("email", 25, "text"),))
+    index = SubscriptionIndex(SCHEMA)
+    try:
+        index.add("x", compile_filter("email = 'a'", other))
+    except FilterError as e:
+        assert "email" in e.message and "public.orders" in e.message
+    else:
+        raise AssertionError("accepted")
+    assert len(index) == 0

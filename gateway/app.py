@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from gateway import ws
 from gateway.appkeys import AUTH, CHANNELS, CONFIG, DB, LIMITS, NODE
 from gateway.auth import Authenticator
-from gateway.broker_memory import MemoryBroker
+from gateway.broker_memory import MemoryBroker, MemoryBus
 from gateway.channels import ChannelRegistry
 from gateway.config import Config
 from gateway.errors import NuvemError
@@ -26,16 +26,26 @@ from gateway.history_postgres import HistoryPostgres
 from gateway.limits_memory import MemoryLimits
 from gateway.migrate import migrate
 from gateway.node import Node
+from gateway.presence import PresenceStore
 from gateway.presence_memory import MemoryPresence
 
 _log = structlog.get_logger("gateway.app")
 
 
-def create_app(config: Config) -> web.Application:
+_BUS: web.AppKey[MemoryBus | None] = web.AppKey("memory_bus")
+_PRESENCE: web.AppKey[PresenceStore | None] = web.AppKey("presence_store")
+
+
+def create_app(config: Config, *, bus: MemoryBus | None = None, presence: PresenceStore | None = None
+               ) -> web.Application:
+    """The app. ``bus``/``presence``: share these between apps in one process to run several
+    nodes against one database (as tests do); by default each app has its own."""
     if not config.database_url:
         raise ValueError("create_app needs config.database_url (serve starts the embedded Postgres first)")
     app = web.Application(middlewares=[_errors_middleware])
     app[CONFIG] = config
+    app[_BUS] = bus
+    app[_PRESENCE] = presence
     app.cleanup_ctx.append(_backends)
     app.router.add_get("/healthz", _healthz)
     ws.add_routes(app)
@@ -68,7 +78,8 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
     history = HistoryPostgres(pool, on_durable=on_durable, batch_max=config.history_batch_max,
                               flush_interval=config.history_flush_interval,
                               sweep_interval=config.history_sweep_interval)
-    node = Node(broker=MemoryBroker(), presence=MemoryPresence(ttl=config.presence_ttl), history=history,
+    node = Node(broker=MemoryBroker(app[_BUS]), presence=app[_PRESENCE] or MemoryPresence(ttl=config.presence_ttl),
+                history=history,
                 limits=limits, channels=channels, presence_ttl=config.presence_ttl,
                 default_retention=Retention(config.history_max_count, config.history_max_age_seconds))
     node_ref.append(node)

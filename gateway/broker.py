@@ -5,8 +5,11 @@ has local subscribers for. Contract of every implementation (broker_memory.py no
 
 - ``publish(pub)`` delivers ``pub`` to the handler of every node subscribed to ``pub.channel``
   when it is called, ONCE per node (no duplicates, no loss while the node stays subscribed).
-- Per channel, each node receives publications in the order ``publish`` was called. History
-  calls it in offset order (see history.py), so nodes see increasing offsets.
+- Per channel, each node receives the publications of ONE publishing node in the order that
+  node called ``publish`` (history calls it in offset order, see history.py). Publications of
+  different nodes may interleave in any order: offsets are gapless per channel, and the
+  receiving node restores offset order itself (``Node``'s sequencer, which also fills a hole
+  from history if a message never arrives, e.g. its publisher died after the commit).
 - ``publish_presence`` delivers a presence diff the same way (ordered with the channel's
   publications as they were published).
 - Handler methods are plain (non-async) calls and must not block: the node only writes

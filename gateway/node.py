@@ -41,7 +41,7 @@ MAX_EVENT_LENGTH = 200
 class Node:
     def __init__(self, *, broker: Broker, presence: PresenceStore, history: History, limits: "Limits",
                  channels: "ChannelRegistry", default_retention: Retention, presence_ttl: float = 30.0,
-                 node_id: str | None = None) -> None:
+                 node_id: str | None = None, reorder_timeout: float = 0.5) -> None:
         self.node_id = node_id or uuid.uuid4().hex[:12]
         self.hub = Hub()
         self._broker = broker
@@ -53,6 +53,10 @@ class Node:
         self._presence_ttl = presence_ttl
         self._tracked: set[tuple[str, str]] = set()      # (channel, conn_key) tracked by this node
         self._broker_subscribing: dict[str, asyncio.Future[None]] = {}
+        self._sequencers: dict[str, _Sequencer] = {}            # channels this node is subscribed to
+        self._hole_checks: dict[str, asyncio.TimerHandle] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._reorder_timeout = reorder_timeout
         self._refresher: asyncio.Task[None] | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -63,18 +67,65 @@ class Node:
         self._refresher = asyncio.create_task(self._refresh_presence(), name="presence-refresh")
 
     async def close(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            await asyncio.gather(self._refresher, return_exceptions=True)
+        for check in self._hole_checks.values():
+            check.cancel()
+        tasks = [t for t in (self._refresher, *self._background) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._history.close()
         await self._broker.close()
 
     # ---------------------------------------------------------------- BrokerHandler
 
     def on_publication(self, pub: Publication) -> None:
+        seq = self._sequencers.get(pub.channel)
+        if seq is None:
+            return   # not (or no longer) subscribed here
+        for ready in seq.push(pub):
+            self._fan_out(ready)
+        if seq.held and pub.channel not in self._hole_checks:
+            self._hole_checks[pub.channel] = asyncio.get_running_loop().call_later(
+                self._reorder_timeout, self._check_hole, pub.channel)
+
+    def _fan_out(self, pub: Publication) -> None:
         msg = protocol.Message(channel=pub.channel, offset=pub.offset, event=pub.event, payload=pub.payload,
                                published_at=pub.published_at, publisher=pub.publisher)
         self.hub.broadcast(pub.channel, protocol.ws_text_frame(protocol.encode(msg)), pub.offset)
+
+    def _check_hole(self, channel: str) -> None:
+        self._hole_checks.pop(channel, None)
+        seq = self._sequencers.get(channel)
+        if seq is not None and seq.missing() is not None:
+            task = asyncio.get_running_loop().create_task(self._fill_hole(channel, seq))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _fill_hole(self, channel: str, seq: "_Sequencer") -> None:
+        """A message committed by another node did not arrive in time: read it from history."""
+        hole = seq.missing()
+        if hole is None:
+            return
+        first, last = hole
+        try:
+            config = await self._channels.get(channel)
+            page = await self._history.read(channel, since=first - 1, limit=min(last - first + 1, 1000),
+                                            retention=self._retention(config))
+        except Exception as e:
+            _log.warning("filling a hole from history failed", channel=channel, error=repr(e))
+            page = None
+        if self._sequencers.get(channel) is not seq:
+            return
+        ready = []
+        for pub in page.messages if page else []:
+            ready += seq.push(pub)
+        if seq.missing() == hole:   # history does not have them (retention): move on
+            _log.warning("skipping offsets history no longer has", channel=channel, first=first, last=last)
+            ready += seq.skip_to(last + 1)
+        for pub in ready:
+            self._fan_out(pub)
+        if seq.held:
+            self._check_hole(channel)
 
     def on_presence(self, channel: str, event: str, user: dict[str, Any]) -> None:
         diff = protocol.PresenceDiff(channel=channel, event=event, user=user)
@@ -133,7 +184,7 @@ class Node:
         replay = since is not None or bool(last)
         sub.buffer = []   # live messages wait here until the ack, presence state and replay are sent
         if self.hub.add(sub):
-            self._broker_subscribing[channel] = asyncio.ensure_future(self._broker.subscribe(channel))
+            self._broker_subscribing[channel] = asyncio.ensure_future(self._subscribe_channel(channel, retention))
         try:
             subscribing = self._broker_subscribing.get(channel)
             if subscribing is not None:
@@ -189,10 +240,24 @@ class Node:
             await self.untrack(sub)
         await self._remove(sub)
 
+    async def _subscribe_channel(self, channel: str, retention: Retention) -> None:
+        """This node's first subscriber on ``channel``: subscribe to the broker, then learn the
+        latest offset, so the sequencer releases exactly what is newer, in order."""
+        seq = self._sequencers[channel] = _Sequencer()
+        await self._broker.subscribe(channel)
+        _earliest, latest = await self._history.bounds(channel, retention=retention)
+        if self._sequencers.get(channel) is seq:
+            for pub in seq.start(latest):
+                self._fan_out(pub)
+
     async def _remove(self, sub: Subscription) -> None:
         sub.buffer = None
         if self.hub.remove(sub):
             self._broker_subscribing.pop(sub.channel, None)
+            self._sequencers.pop(sub.channel, None)
+            check = self._hole_checks.pop(sub.channel, None)
+            if check is not None:
+                check.cancel()
             try:
                 await self._broker.unsubscribe(sub.channel)
             except Exception as e:
@@ -240,3 +305,55 @@ class Node:
 
 def _frame(frame: protocol.ServerFrame) -> bytes:
     return protocol.ws_text_frame(protocol.encode(frame))
+
+
+class _Sequencer:
+    """One channel's publications in offset order, each once (pure; no IO).
+
+    Offsets are gapless per channel (assigned in the committing transaction), but two nodes'
+    history writers may hand their messages to the broker in either order. ``push`` returns
+    what can be delivered now; a later offset waits until the ones before it arrive (or the node
+    fills the hole from history, see ``missing``/``skip_to``). Before ``start(latest)`` nothing
+    is released; after it, offsets <= latest are old news and dropped."""
+
+    __slots__ = ("next", "held")
+
+    def __init__(self) -> None:
+        self.next: int | None = None          # the offset to deliver next; None until started
+        self.held: dict[int, Publication] = {}
+
+    def start(self, latest: int) -> list[Publication]:
+        self.next = latest + 1
+        self.held = {o: p for o, p in self.held.items() if o > latest}
+        return self._release()
+
+    def push(self, pub: Publication) -> list[Publication]:
+        if self.next is not None and pub.offset == self.next and not self.held:
+            self.next += 1                    # the common case: in order
+            return [pub]
+        if self.next is None or pub.offset >= self.next:
+            self.held.setdefault(pub.offset, pub)
+            return self._release()
+        return []                             # a duplicate or older than our start
+
+    def missing(self) -> tuple[int, int] | None:
+        """(first, last) offsets of the hole before the earliest held publication, if any."""
+        if self.next is None or not self.held:
+            return None
+        first_held = min(self.held)
+        return (self.next, first_held - 1) if first_held > self.next else None
+
+    def skip_to(self, offset: int) -> list[Publication]:
+        """Give up on offsets before ``offset`` (history no longer has them)."""
+        if self.next is not None and offset > self.next:
+            self.next = offset
+        return self._release()
+
+    def _release(self) -> list[Publication]:
+        out = []
+        if self.next is None:
+            return out
+        while self.next in self.held:
+            out.append(self.held.pop(self.next))
+            self.next += 1
+        return out

@@ -2,7 +2,8 @@
 
 - ``gateway_server``: a running server with the default config (``.url``, ``.ws_url``, ``.app``,
   ``.dsn``, ``.config``, ``await .stop()``).
-- ``start_gateway(**config_overrides)``: start another server (e.g. a small send queue).
+- ``start_gateway(app_kwargs=None, **config_overrides)``: start another server on the same database
+  (e.g. a small send queue; ``app_kwargs`` go to create_app, e.g. a shared ``bus``).
 - ``make_key(plan="free", publishable=False, channels=None, test_mode=False)``: an async function
   returning a new plaintext API key, created with KeyStore on the first server's database.
 - ``ws_connect(key, **query)``: an async function opening a WebSocket to the first server.
@@ -48,9 +49,9 @@ class RunningGateway:
 async def start_gateway(pg_dsn: str) -> AsyncIterator[Any]:
     started: list[RunningGateway] = []
 
-    async def start(**overrides: Any) -> RunningGateway:
+    async def start(*, app_kwargs: dict[str, Any] | None = None, **overrides: Any) -> RunningGateway:
         config = Config(database_url=pg_dsn, port=1, **overrides)
-        app = create_app(config)
+        app = create_app(config, **(app_kwargs or {}))
         runner = web.AppRunner(app, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -1,0 +1,56 @@
+"""Two nodes on one database sharing a broker bus and a presence store: nothing assumes one process."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway.broker_memory import MemoryBus
+from gateway.presence_memory import MemoryPresence
+from tests.e2e.conftest import join, next_frame, request
+
+
+async def test_messages_presence_and_offsets_cross_nodes(start_gateway, http, make_key):
+    shared = {"bus": MemoryBus(), "presence": MemoryPresence()}
+    node_a = await start_gateway(app_kwargs=shared)
+    node_b = await start_gateway(app_kwargs=shared)
+    key = await make_key()
+    a = await http.ws_connect(node_a.ws_url, params={"apiKey": key})
+    b = await http.ws_connect(node_b.ws_url, params={"apiKey": key})
+    await join(a, "room")
+    await join(b, "room")
+
+    # publishes on both nodes at once: one offset sequence, every subscriber sees all, in order
+    pa = await http.ws_connect(node_a.ws_url, params={"apiKey": key})
+    pb = await http.ws_connect(node_b.ws_url, params={"apiKey": key})
+    for i in range(10):
+        for p in (pa, pb):
+            await p.send_json({"type": "publish", "ref": i, "channel": "room", "event": "e", "payload": i})
+
+    async def acks(p):
+        return [(await next_frame(p))["offset"] for _ in range(10)]
+
+    offsets = [o for got in await asyncio.gather(acks(pa), acks(pb)) for o in got]
+    assert sorted(offsets) == list(range(1, 21))
+    for ws in (a, b):
+        assert [(await next_frame(ws))["offset"] for _ in range(20)] == list(range(1, 21))
+
+    await request(a, {"type": "track", "channel": "room", "user": {"userId": "u1"}})
+    assert await next_frame(b) == {"type": "presence_diff", "channel": "room", "event": "join", "user": {"userId": "u1"}}
+    assert (await request(b, {"type": "presence", "channel": "room"}))["presence"] == [{"userId": "u1"}]
+
+
+async def test_a_message_that_never_reaches_a_node_is_filled_in_from_history(start_gateway, http, make_key):
+    bus = MemoryBus()
+    node_a = await start_gateway(app_kwargs={"bus": bus})
+    node_b = await start_gateway(app_kwargs={"bus": bus})
+    cut_off = await start_gateway()                  # commits to the same history, but its broker reaches no one
+    key = await make_key()
+    sub = await http.ws_connect(node_a.ws_url, params={"apiKey": key})
+    await join(sub, "room")
+    lost = await http.ws_connect(cut_off.ws_url, params={"apiKey": key})
+    assert (await request(lost, {"type": "publish", "channel": "room", "event": "e", "payload": "lost"}))["offset"] == 1
+    pb = await http.ws_connect(node_b.ws_url, params={"apiKey": key})
+    assert (await request(pb, {"type": "publish", "channel": "room", "event": "e", "payload": "late"}))["offset"] == 2
+    first, second = await next_frame(sub), await next_frame(sub)
+    assert (first["offset"], first["payload"]) == (1, "lost")
+    assert (second["offset"], second["payload"]) == (2, "late")

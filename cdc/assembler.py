@@ -25,8 +25,9 @@ Contract:
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 from cdc.events import ChangeEvent, ColumnInfo, SchemaChangeEvent, TableSchema, Transaction
@@ -50,9 +51,9 @@ from cdc.pgoutput import (
     decode_tuple_into,
     pg_epoch_to_datetime,
 )
-from cdc.values import BUILTIN_TYPE_NAMES, converter_for
+from cdc.values import BUILTIN_TYPE_NAMES, converter_for, inline_kind
 
-__all__ = ["AssemblyError", "Assembler", "TableMatcher"]
+__all__ = ["AssemblyError", "Assembler", "TableMatcher", "compile_row_decoder"]
 
 _REL_ID = struct.Struct(">I").unpack_from
 
@@ -87,9 +88,109 @@ class TableMatcher:
         return self.all or table in self.bare or (schema, table) in self.qualified
 
 
+# -- compiled row decoders: the hot path of a stream of INSERTs / new-row UPDATEs ----------------
+
+RowDecoder = Callable[[bytes, int, Any], "ChangeEvent | None"]
+
+_U32_FROM = struct.Struct(">I").unpack_from
+
+_TYPED = {"int": "int({})", "numeric": "D({})", "float": "float({})", "bool": "BOOLS[{}]",
+          "timestamptz": "FI({})", "timestamp": "FI({})", "date": "DFI({})"}
+
+
+def compile_row_decoder(schema: TableSchema, converters: tuple[Callable[[str], Any], ...]) -> RowDecoder:
+    """A function for one relation's shape: ``fn(buf, lsn, txn)`` takes an undecoded Insert, or
+    Update carrying only the new row ('N' at offset 5), and returns its ``ChangeEvent`` (values
+    converted, ``primary_key`` from the key columns, stamped with ``txn``'s commit LSN, time and
+    xid), exactly as the general path (``decode_tuple_into`` + the converters) would.
+
+    Each column is converted inline as ``cdc.values.inline_kind`` says, or by ``converters[i]``.
+    The function returns None when the row needs the general path (an unchanged TOAST or binary
+    value, a column count that does not match, a timestamp not printed in UTC) and may raise on
+    any text its inline conversion does not take (e.g. ``infinity``): the caller then decodes the
+    row with the general path, which gives the exact value or the precise error. So it never
+    returns a value the general path would not.
+
+    Generated once per Relation message: one straight-line block per column (no per-column calls
+    or loops), the record built in one dict display. Column names enter the source only through
+    ``repr``; everything else comes from fixed templates.
+    """
+    names = tuple(c.name for c in schema.columns)
+    kinds = tuple(inline_kind(c.type_name) for c in schema.columns)
+    if len(converters) != len(names) or not 0 < len(names) <= 1664:
+        raise ValueError("compile_row_decoder: one converter per column, 1-1664 columns")
+    ncols = struct.pack(">h", len(names))
+    env: dict[str, Any] = {
+        "U": _U32_FROM, "D": Decimal, "BOOLS": {"t": True, "f": False}, "FI": datetime.fromisoformat,
+        "DFI": date.fromisoformat, "UTC": timezone.utc, "ChangeEvent": ChangeEvent,
+        "SCHEMA": schema.schema, "TABLE": schema.table, "COLUMNS": schema.columns}
+    for i, conv in enumerate(converters):
+        env[f"C{i}"] = conv
+    record = ", ".join(f"{n!r}: v{i}" for i, n in enumerate(names))
+    pk = ", ".join(f"{c.name!r}: v{i}" for i, c in enumerate(schema.columns) if c.is_key)
+    make_event = (f"return ChangeEvent(schema=SCHEMA, table=TABLE, type='INSERT' if buf[0] == 73 else"
+                  f" 'UPDATE', record={{{record}}}, primary_key={{{pk}}}, columns=COLUMNS, lsn=lsn,"
+                  f" commit_lsn=txn.commit_lsn, commit_timestamp=txn.commit_ts, xid=txn.xid)")
+    lines = ["def row(buf, lsn, txn):",
+             f"    if buf[6] != {ncols[0]} or buf[7] != {ncols[1]}:",
+             "        return None",
+             "    if buf.isascii():",
+             '        s = buf.decode("ascii")',
+             *_row_body(kinds, ascii_only=True, indent="        "),
+             "        " + make_event,
+             '    s = buf.decode("latin-1")  # one char per byte: same offsets; text re-decoded below',
+             *_row_body(kinds, ascii_only=False, indent="    "),
+             "    " + make_event]
+    exec(compile("\n".join(lines), f"<row decoder {schema.schema}.{schema.table}>", "exec"), env)  # noqa: S102
+    return env["row"]
+
+
+def _row_body(kinds: tuple[str, ...], *, ascii_only: bool, indent: str) -> list[str]:
+    """Straight-line source reading column i's value into ``v<i>`` (see compile_row_decoder)."""
+    out = ["p = 8"]
+    for i, kind in enumerate(kinds):
+        v = f"v{i}"
+        if kind in ("str", "call", "str_array"):
+            conv = [f"{v} = s[a:p]"]
+            if not ascii_only:  # the latin-1 slice is right only if ASCII: else decode UTF-8
+                conv.append(f"if not {v}.isascii(): {v} = buf[a:p].decode()")
+            if kind == "call":
+                conv.append(f"{v} = C{i}({v})")
+            elif kind == "str_array":  # the common 1-D array of unquoted text elements
+                conv += [f"if {v}[:1] == '{{' and {v}[-1:] == '}}' and {v}.find('{{', 1) < 0"
+                         f" and '\"' not in {v} and '\\\\' not in {v}:",
+                         f"    {v} = {v}[1:-1].split(',') if len({v}) > 2 else []",
+                         f"    if 'NULL' in {v}: {v} = [None if x == 'NULL' else x for x in {v}]",
+                         "else:",
+                         f"    {v} = C{i}({v})"]
+        elif kind in _TYPED:
+            if ascii_only:
+                conv = [f"{v} = " + _TYPED[kind].format("s[a:p]")]
+            else:  # typed output is ASCII; anything else: the general path decides
+                conv = [f"{v} = s[a:p]", f"if not {v}.isascii(): return None",
+                        f"{v} = " + _TYPED[kind].format(v)]
+            if kind == "timestamptz":  # printed with another offset (or none): general path
+                conv.append(f"if {v}.tzinfo is not UTC: return None")
+            elif kind == "timestamp":
+                conv.append(f"if {v}.tzinfo is not None: return None")
+        else:
+            raise ValueError(f"compile_row_decoder: unknown kind {kind!r}")
+        out += ["if buf[p] == 116:",  # 't' text value
+                "    a = p + 5",
+                "    p = a + U(buf, p + 1)[0]",
+                *("    " + c for c in conv),
+                "elif buf[p] == 110:",  # 'n' NULL
+                f"    {v} = None",
+                "    p += 1",
+                "else:",  # 'u' unchanged TOAST, 'b' binary: general path
+                "    return None"]
+    out.append("if p > len(buf): return None")
+    return [indent + ln for ln in out]
+
+
 class _RelationState:
     __slots__ = ("schema", "names", "converters", "key_idx", "wanted", "pending_schema_event",
-                 "previous_columns")
+                 "previous_columns", "fast_row")
 
     def __init__(self, schema: TableSchema, wanted: bool, previous: tuple[ColumnInfo, ...] | None,
                  changed: bool) -> None:
@@ -98,6 +199,9 @@ class _RelationState:
         self.converters = tuple(converter_for(c.type_name) for c in schema.columns)
         self.key_idx = tuple(i for i, c in enumerate(schema.columns) if c.is_key)
         self.wanted = wanted
+        self.fast_row: RowDecoder | None = None
+        if wanted and self.names:
+            self.fast_row = compile_row_decoder(schema, self.converters)
         self.pending_schema_event = changed
         self.previous_columns = previous
 
@@ -115,7 +219,8 @@ class _Pending:
         self.commit_ts = commit_ts
         self.events: list[ChangeEvent | SchemaChangeEvent] = []
         self.origin: str | None = None
-        self.subxids: list[int] = []  # parallel to events: the (sub)xid each event came from
+        # streamed transactions only, parallel to events: the (sub)xid each event came from
+        self.subxids: list[int] = []
 
 
 class Assembler:
@@ -184,7 +289,7 @@ class Assembler:
         converts in one pass; same result as ``feed(decode_message(buf), lsn)``. Returns False
         (having done nothing) for anything else: the caller then takes the general path."""
         txn = self._txn
-        if txn is None or self._stream_xid is not None or len(buf) < 6 or buf[5] != 0x4E:
+        if txn is None or self._stream_xid is not None or len(buf) < 8 or buf[5] != 0x4E:
             return False
         kind = buf[0]
         if kind != 0x49 and kind != 0x55:  # 'I', 'U'
@@ -196,15 +301,20 @@ class Assembler:
             return True
         if st.pending_schema_event:
             self._schema_event(st, txn, lsn, None)
-        record, toast = decode_tuple_into(buf, 6, st.names, st.converters)
-        names = st.names
-        pk = {names[i]: record[names[i]] for i in st.key_idx if names[i] in record}
-        schema = st.schema
-        txn.events.append(ChangeEvent(
-            schema=schema.schema, table=schema.table, type="INSERT" if kind == 0x49 else "UPDATE",
-            record=record, primary_key=pk, unchanged_toast=toast, columns=schema.columns, lsn=lsn,
-            commit_lsn=txn.commit_lsn, commit_timestamp=txn.commit_ts, xid=txn.xid))
-        txn.subxids.append(txn.xid)
+        try:
+            event = st.fast_row(buf, lsn, txn)  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - text the inline path does not take: the general one decides
+            event = None
+        if event is None:
+            record, toast = decode_tuple_into(buf, 6, st.names, st.converters)
+            names = st.names
+            schema = st.schema
+            event = ChangeEvent(
+                schema=schema.schema, table=schema.table, type="INSERT" if kind == 0x49 else "UPDATE",
+                record=record, primary_key={names[i]: record[names[i]] for i in st.key_idx if names[i] in record},
+                unchanged_toast=toast, columns=schema.columns, lsn=lsn, commit_lsn=txn.commit_lsn,
+                commit_timestamp=txn.commit_ts, xid=txn.xid)
+        txn.events.append(event)
         return True
 
     # -- helpers ---------------------------------------------------------------------------
@@ -245,7 +355,8 @@ class Assembler:
 
     def _append(self, pending: _Pending, event: ChangeEvent | SchemaChangeEvent, xid: int | None) -> None:
         pending.events.append(event)
-        pending.subxids.append(xid if xid is not None else pending.xid)
+        if pending is not self._txn:  # streamed: remember the subtransaction (for StreamAbort)
+            pending.subxids.append(xid if xid is not None else pending.xid)
 
     def _schema_event(self, st: _RelationState, pending: _Pending, lsn: int, xid: int | None) -> None:
         st.pending_schema_event = False
@@ -254,7 +365,7 @@ class Assembler:
             previous_columns=st.previous_columns, lsn=lsn, commit_lsn=pending.commit_lsn,
             commit_timestamp=pending.commit_ts, xid=pending.xid), xid)
 
-    def _row(self, st: _RelationState, values: tuple[Any, ...]) -> tuple[dict[str, Any], list[str]]:
+    def _row(self, st: _RelationState, values: tuple[Any, ...]) -> tuple[dict[str, Any], tuple[str, ...]]:
         if len(values) != len(st.names):
             raise AssemblyError(f"a row of {st.schema.schema}.{st.schema.table} has {len(values)}"
                                 f" values, its Relation message {len(st.names)} columns")
@@ -269,7 +380,7 @@ class Assembler:
                 toast.append(name)
             else:  # binary format value: keep the bytes' hex form like bytea output
                 record[name] = "\\x" + v.hex()
-        return record, toast
+        return record, (tuple(toast) if toast else ())
 
     def _change(self, msg: Insert | Update | Delete, lsn: int) -> None:
         st = self._state(msg.relation_id)
@@ -283,7 +394,7 @@ class Assembler:
         names = st.names
         old_record = None
         complete = False
-        toast: list[str] = []
+        toast: tuple[str, ...] = ()
         if type(msg) is Insert:
             record, toast = self._row(st, msg.new)
             kind = "INSERT"
@@ -323,7 +434,7 @@ class Assembler:
     def _truncate(self, msg: Truncate, lsn: int) -> None:
         pending = self._open(msg.xid)
         states = [self._state(r) for r in msg.relation_ids]
-        truncated = [f"{s.schema.schema}.{s.schema.table}" for s in states]
+        truncated = tuple(f"{s.schema.schema}.{s.schema.table}" for s in states)
         for st in states:
             if not st.wanted:
                 continue
@@ -332,7 +443,7 @@ class Assembler:
             self._append(pending, ChangeEvent(
                 schema=st.schema.schema, table=st.schema.table, type="TRUNCATE",
                 columns=st.schema.columns, lsn=lsn, commit_lsn=pending.commit_lsn,
-                commit_timestamp=pending.commit_ts, xid=pending.xid, truncated=list(truncated),
+                commit_timestamp=pending.commit_ts, xid=pending.xid, truncated=truncated,
                 cascade=msg.cascade, restart_identity=msg.restart_identity), msg.xid)
 
     def _commit(self, msg: Commit) -> Transaction:

@@ -73,7 +73,7 @@ class TableSchema(msgspec.Struct, frozen=True):
         return None
 
 
-class ChangeEvent(msgspec.Struct, kw_only=True, tag_field="kind", tag="change"):
+class ChangeEvent(msgspec.Struct, kw_only=True, tag_field="kind", tag="change", gc=False):
     schema: str
     table: str
     type: ChangeType
@@ -81,19 +81,19 @@ class ChangeEvent(msgspec.Struct, kw_only=True, tag_field="kind", tag="change"):
     old_record: dict[str, Any] | None = None
     old_record_complete: bool = False
     primary_key: dict[str, Any] = {}
-    unchanged_toast: list[str] = []
+    unchanged_toast: tuple[str, ...] = ()
     columns: tuple[ColumnInfo, ...] = ()
     lsn: int = 0  # the WAL position of this change
     commit_lsn: int = 0
     commit_timestamp: datetime | None = None
     xid: int = 0
     # TRUNCATE only: every table truncated together, with the options
-    truncated: list[str] = []  # "schema.table"
+    truncated: tuple[str, ...] = ()  # "schema.table"
     cascade: bool = False
     restart_identity: bool = False
 
 
-class SchemaChangeEvent(msgspec.Struct, kw_only=True, tag_field="kind", tag="schema_change"):
+class SchemaChangeEvent(msgspec.Struct, kw_only=True, tag_field="kind", tag="schema_change", gc=False):
     schema: str
     table: str
     columns: tuple[ColumnInfo, ...]
@@ -104,7 +104,7 @@ class SchemaChangeEvent(msgspec.Struct, kw_only=True, tag_field="kind", tag="sch
     xid: int = 0
 
 
-class Transaction(msgspec.Struct, kw_only=True):
+class Transaction(msgspec.Struct, kw_only=True, gc=False):
     xid: int
     begin_lsn: int = 0
     commit_lsn: int

@@ -290,7 +290,7 @@ def decode_tuple_into(buf: bytes, pos: int, names: tuple[str, ...],
             raise PgOutputError(f"tuple value runs past the end of the message ({pos} > {len(buf)} bytes)")
     except (struct.error, IndexError, UnicodeDecodeError) as e:
         raise PgOutputError(f"malformed pgoutput {chr(buf[0])!r} message ({len(buf)} bytes): {e}") from e
-    return record, toast
+    return record, (tuple(toast) if toast else ())
 
 
 def _xid(buf: bytes, pos: int, in_stream: bool) -> tuple[int | None, int]:

@@ -43,6 +43,7 @@ __all__ = [
     "BUILTIN_TYPE_NAMES",
     "ValueError_",
     "converter_for",
+    "inline_kind",
     "convert",
     "parse_array",
     "to_pg_text",
@@ -212,6 +213,22 @@ def converter_for(type_name: str) -> Converter:
             conv = _SCALARS.get(type_name, _str)
         _cache[type_name] = conv
     return conv
+
+
+_INLINE_KINDS: dict[Any, str] = {
+    _str: "str", int: "int", Decimal: "numeric", float: "float", _bool: "bool",
+    _timestamptz: "timestamptz", _timestamp: "timestamp", _date: "date",
+}
+
+
+def inline_kind(type_name: str) -> str:
+    """How ``cdc.pgoutput.compile_row_decoder`` converts this type without a call: "str" (the
+    text as is), "str_array" (an array of such), "int", "numeric", "float", "bool", "timestamptz", "timestamp", "date", or
+    "call" (it calls ``converter_for(type_name)``). Derived from ``converter_for``, so both paths
+    agree on the type mapping."""
+    if type_name[:1] == "_" and type_name != "_box" and converter_for(type_name[1:]) is _str:
+        return "str_array"  # 1-D, unquoted: split inline; anything else: converter_for
+    return _INLINE_KINDS.get(converter_for(type_name), "call")
 
 
 def convert(text: str | None, type_name: str) -> Any:

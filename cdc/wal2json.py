@@ -246,11 +246,11 @@ class Wal2JsonDecoder:
         group.append(f"{schema}.{table}")
         for e in txn.events:
             if isinstance(e, ChangeEvent) and e.type == "TRUNCATE" and e.lsn == lsn:
-                e.truncated = list(group)
+                e.truncated = tuple(group)
         txn.events.append(ChangeEvent(
             schema=schema, table=table, type="TRUNCATE", columns=known.columns if known else (),
             lsn=lsn, commit_lsn=txn.commit_lsn, commit_timestamp=txn.commit_timestamp,
-            xid=txn.xid, truncated=list(group)))
+            xid=txn.xid, truncated=tuple(group)))
 
     def _values(self, items: list[dict[str, Any]], key_names: set[str]) -> tuple[
             dict[str, Any], list[ColumnInfo]]:
@@ -338,7 +338,7 @@ class Wal2JsonDecoder:
         txn.events.append(ChangeEvent(
             schema=schema, table=table, type=kind, record=record,  # type: ignore[arg-type]
             old_record=old_record, old_record_complete=complete, primary_key=pk,
-            unchanged_toast=toast, columns=columns, lsn=lsn, commit_lsn=txn.commit_lsn,
+            unchanged_toast=tuple(toast), columns=columns, lsn=lsn, commit_lsn=txn.commit_lsn,
             commit_timestamp=txn.commit_timestamp, xid=txn.xid))
 
     def _learn(self, txn: Transaction, schema: str, table: str, columns: tuple[ColumnInfo, ...],

@@ -323,13 +323,13 @@ def test_unchanged_toast_is_marked_never_null(cap, plugin):
     cap.sql("UPDATE docs SET title = 'b' WHERE id = 1",
             "UPDATE docs SET body = 'small now', title = 'c' WHERE id = 1")
     evs = changes(cap.read(plugin), "docs")
-    assert evs[0].record["body"] == big and evs[0].unchanged_toast == []
+    assert evs[0].record["body"] == big and evs[0].unchanged_toast == ()
     upd = evs[1]
     assert upd.type == "UPDATE" and upd.record == {"id": 1, "title": "b", "note": None}
-    assert "body" not in upd.record and upd.unchanged_toast == ["body"]
+    assert "body" not in upd.record and upd.unchanged_toast == ("body",)
     assert [c.name for c in upd.columns] == ["id", "title", "body", "note"]
     assert evs[2].record == {"id": 1, "title": "c", "body": "small now", "note": None}
-    assert evs[2].unchanged_toast == []
+    assert evs[2].unchanged_toast == ()
 
 
 @pytest.mark.parametrize("plugin", PLUGINS)
@@ -354,7 +354,7 @@ def test_replica_identity_default_full_index(cap, plugin):
 
     rf = changes(txns, "rf")
     assert rf[0].old_record == {"id": 1, "v": "a", "body": big} and rf[0].old_record_complete
-    assert rf[0].record == {"id": 1, "v": "b"} and rf[0].unchanged_toast == ["body"]
+    assert rf[0].record == {"id": 1, "v": "b"} and rf[0].unchanged_toast == ("body",)
     assert rf[1].type == "DELETE" and rf[1].old_record == {"id": 1, "v": "b", "body": big}
     assert rf[1].old_record_complete and rf[1].record is None
 

@@ -88,7 +88,7 @@ def test_same_relation_again_is_no_schema_change_but_new_columns_are():
 def test_unchanged_toast_left_out_and_named():
     [txn] = run(Assembler(), begin(), ORDERS, Update(1, ("1", "2", UNCHANGED_TOAST)), commit())
     ev = txn.events[-1]
-    assert ev.record == {"id": 1, "total": Decimal(2)} and ev.unchanged_toast == ["body"]
+    assert ev.record == {"id": 1, "total": Decimal(2)} and ev.unchanged_toast == ("body",)
     assert "body" not in ev.record and ev.old_record is None and ev.primary_key == {"id": 1}
 
 
@@ -106,14 +106,14 @@ def test_old_key_and_full_old_row():
     assert evs[1].type == "DELETE" and evs[1].old_record == {"id": 2} and evs[1].record is None
     assert evs[2].old_record == {"id": 1, "total": Decimal(4), "body": "a"} and evs[2].old_record_complete
     assert evs[3].old_record == {"id": 1, "total": Decimal(5)} and not evs[3].old_record_complete
-    assert evs[3].unchanged_toast == ["body"]
+    assert evs[3].unchanged_toast == ("body",)
 
 
 def test_truncate_lists_every_table():
     [txn] = run(Assembler(), begin(), ORDERS, OTHER, Truncate((1, 2), True, True), commit())
     tr = [e for e in txn.events if isinstance(e, ChangeEvent)]
     assert [(e.schema, e.table, e.type) for e in tr] == [("public", "orders", "TRUNCATE"), ("audit", "log", "TRUNCATE")]
-    assert all(e.truncated == ["public.orders", "audit.log"] and e.cascade and e.restart_identity for e in tr)
+    assert all(e.truncated == ("public.orders", "audit.log") and e.cascade and e.restart_identity for e in tr)
 
 
 def test_tables_filter_keeps_the_transaction_for_progress():
@@ -292,3 +292,87 @@ def test_render_event_json_lines():
     assert upd["record"] == {"id": 1, "total": "Infinity", "f": Decimal("1.5")}
     assert upd["unchanged_toast"] == ["body"] and upd["primary_key"] == {"id": 1}
     assert render_event_json(run(Assembler(), begin(), commit())[0]) == []
+
+
+# -- the compiled row decoder (the hot path) ----------------------------------------------------
+
+WIDE = [("id", 20, True), ("n", 1700, False), ("ok", 16, False), ("f", 701, False), ("d", 1082, False),
+        ("ts", 1114, False), ("tz", 1184, False), ("name", 25, False), ("tags", 1009, False),
+        ("ints", 1007, False), ("doc", 3802, False), ("when", 1186, False)]
+
+
+def _wide_payloads(rows, kind=b"I"):
+    rel = b"R" + struct.pack(">I", 7) + b"public\0wide\0d" + struct.pack(">h", len(WIDE))
+    for name, oid, key in WIDE:
+        rel += (b"\x01" if key else b"\x00") + name.encode() + b"\0" + struct.pack(">Ii", oid, -1)
+    out = [b"B" + struct.pack(">QqI", 100, 0, 7), rel]
+    for vals in rows:
+        tup = struct.pack(">h", len(vals))
+        for v in vals:
+            tup += b"n" if v is None else b"t" + struct.pack(">i", len(v.encode())) + v.encode()
+        out.append(kind + struct.pack(">I", 7) + b"N" + tup)
+    out.append(b"C" + struct.pack(">bQQq", 0, 100, 140, 0))
+    return out
+
+
+TYPICAL = ("12345678901", "12345678901234567890.000000001", "t", "1.5", "2024-02-29",
+           "2024-02-29 10:11:12.5", "2024-02-29 10:11:12.123456+00", "plain", "{a,b,NULL}", "{1,2}",
+           '{"k": [1, 2]}', "1 day 02:00:00")
+ODD = [  # each line: values the inline path must hand to the general path (or decode the same)
+    ("1", "NaN", "f", "-Infinity", "infinity", "-infinity", "infinity", "ação ☃", '{"a b","c\\"d"}',
+     "{{1,2},{3,4}}", "null", "-1 days"),
+    ("2", "Infinity", "t", "NaN", "0044-03-15 BC", "10000-01-01 00:00:00", "2024-01-01 10:00:00+05:30",
+     "x" * 300, "{}", "[0:1]={7,8}", "[]", "00:00:00"),
+    ("3", None, None, None, None, None, None, None, "{NULL}", "{}", None, None),
+    ("4", "0.000", "t", "1e-300", "2000-01-01", "2000-01-01 00:00:00", "1999-12-31 23:00:00-01",
+     "", '{""}', "{-1}", '"s"', "00:00:01.5"),
+]
+
+
+def _both_paths(payloads):
+    fast = make_decoder("pgoutput")
+    [t1] = [t for i, p in enumerate(payloads) for t in fast.feed(p, i)]
+    slow = Assembler()
+    reader = PgOutputReader()
+    [t2] = [t for i, p in enumerate(payloads) if (t := slow.feed(reader.decode(p), i)) is not None]
+    return fast, t1, t2
+
+
+@pytest.mark.parametrize("kind", [b"I", b"U"])
+def test_compiled_row_decoder_equals_the_general_path_for_every_inline_kind(kind):
+    _, t1, t2 = _both_paths(_wide_payloads([TYPICAL, *ODD], kind))
+    # repr: NaN != NaN, but the same value and type print the same
+    assert [repr(e.record) for e in t1.events[1:]] == [repr(e.record) for e in t2.events[1:]]
+    assert repr(msgspec.to_builtins(t1)) == repr(msgspec.to_builtins(t2))
+    rec = t1.events[1].record
+    assert rec["id"] == 12345678901 and rec["n"] == Decimal("12345678901234567890.000000001")
+    assert rec["tz"].tzinfo is timezone.utc and rec["tags"] == ["a", "b", None] and rec["doc"] == {"k": [1, 2]}
+    assert t1.events[2].record["tz"] == "infinity" and t1.events[2].record["name"] == "ação ☃"
+    assert t1.events[3].record["tz"].utcoffset().total_seconds() == 0  # +05:30 converted to UTC
+    assert t1.events[3].record["ts"] == "10000-01-01 00:00:00"
+
+
+def test_compiled_row_decoder_takes_typical_rows_itself():
+    """The inline path must really take ordinary rows (a silent fallback would only be slow)."""
+    fast, _, _ = _both_paths(_wide_payloads([TYPICAL]))
+    st_ = next(iter(fast._assembler._relations.values()))  # noqa: SLF001
+    ins = _wide_payloads([TYPICAL])[2]
+    ev = st_.fast_row(ins, 5, _PendingStub())
+    assert ev is not None and ev.record["tags"] == ["a", "b", None] and ev.primary_key == {"id": 12345678901}
+    nulls = _wide_payloads([("9",) + (None,) * 11])[2]
+    assert st_.fast_row(nulls, 6, _PendingStub()).record == {"id": 9, **{n: None for n, _, _ in WIDE[1:]}}
+    non_ascii = _wide_payloads([TYPICAL[:7] + ("ação",) + TYPICAL[8:]])[2]
+    assert st_.fast_row(non_ascii, 7, _PendingStub()).record["name"] == "ação"
+
+
+class _PendingStub:
+    commit_lsn, commit_ts, xid = 100, None, 7
+
+
+def test_compiled_row_decoder_leaves_bad_text_to_the_general_path():
+    bad = _wide_payloads([("1", "1", "x") + TYPICAL[3:]])  # 'x' is no boolean
+    with pytest.raises(ValueError, match="not a Postgres boolean"):
+        _both_paths(bad)
+    short = _wide_payloads([TYPICAL[:-1]])  # 11 values for 12 columns
+    with pytest.raises(ValueError, match="11 columns"):
+        _both_paths(short)

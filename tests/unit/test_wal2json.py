@@ -74,12 +74,12 @@ def test_update_without_toast_column_names_it_once_the_table_is_known():
     [t1] = feed_all(dec, B(), row("I", "rd", cols), C())
     [t2] = feed_all(dec, B(), upd, C())
     [ev] = t2.events
-    assert ev.record == {"id": 5, "v": "a2"} and ev.unchanged_toast == ["big"]
+    assert ev.record == {"id": 5, "v": "a2"} and ev.unchanged_toast == ("big",)
     assert ev.old_record is None  # identity equals the new key: key unchanged
     assert [c.name for c in ev.columns] == ["id", "v", "big"]
     # a fresh decoder has not seen the table: the column is just absent (documented)
     [t3] = feed_all(Wal2JsonDecoder(), B(), upd, C())
-    assert t3.events[-1].unchanged_toast == [] and t3.events[-1].record == {"id": 5, "v": "a2"}
+    assert t3.events[-1].unchanged_toast == () and t3.events[-1].record == {"id": 5, "v": "a2"}
 
 
 def test_key_change_full_identity_and_delete():
@@ -105,7 +105,7 @@ def test_truncate_groups_tables_and_messages_are_ignored():
     msg = b'{"action":"M","transactional":false,"prefix":"p","content":"x"}'
     [txn] = feed_all(dec, msg, B(), t("a"), t("b"), C())
     assert [(e.table, e.type, e.truncated) for e in txn.events] == [
-        ("a", "TRUNCATE", ["public.a", "public.b"]), ("b", "TRUNCATE", ["public.a", "public.b"])]
+        ("a", "TRUNCATE", ("public.a", "public.b")), ("b", "TRUNCATE", ("public.a", "public.b"))]
 
 
 def test_tables_filter_and_empty_transactions():
@@ -222,7 +222,7 @@ def test_render_then_decode_round_trip():
     assert [e.type for e in got] == ["INSERT", "UPDATE", "DELETE", "TRUNCATE"]
     ins = dict(txn.events[0].record, f=None)  # wal2json prints NaN as null
     assert got[0].record == ins
-    assert got[1].record == txn.events[1].record and got[1].unchanged_toast == ["big"]
+    assert got[1].record == txn.events[1].record and got[1].unchanged_toast == ("big",)
     assert got[2].old_record == {"id": 1} and (back.commit_lsn, back.end_lsn) == (txn.commit_lsn, txn.end_lsn)
 
 

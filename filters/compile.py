@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable
 
 from filters import types as T
@@ -437,10 +438,13 @@ class _Compiler:
             o = self.operand(column, lit, "", None)
             if o.domain != fam or o.lit_key is None:
                 return None
+            key = o.lit_key
+            if fam == "numeric" and type(key) is int:
+                key = Decimal(key)  # Decimal-to-Decimal comparisons: same result, no conversion per change
             if op in ("gt", "gte") and low is None:
-                low = (o.lit_key, op == "gte")
+                low = (key, op == "gte")
             elif op in ("lt", "lte") and high is None:
-                high = (o.lit_key, op == "lte")
+                high = (key, op == "lte")
             else:
                 return None
         return (*low, *high) if low and high else None

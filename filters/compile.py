@@ -62,7 +62,7 @@ def _or3(x: Any, y: Any) -> Any:
     return None if x is None or y is None else False
 
 
-_ODD_VALUE = (TypeError, ValueError, AttributeError, ArithmeticError)
+_ODD_VALUE = (TypeError, ValueError, AttributeError, ArithmeticError, RecursionError)
 _AND_TABLE = _combine(_and3)
 _OR_TABLE = _combine(_or3)
 _NOT_MASK = [((m & _T) << 1) | ((m & _F) >> 1) | (m & _N) for m in range(8)]

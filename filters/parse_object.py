@@ -23,6 +23,7 @@ from typing import Any
 from filters import limits
 from filters.ast import And, Between, Compare, InList, IsBool, IsNull, Like, Lit, Node, Not, Or
 from filters.errors import FilterError
+from filters.types import json_key
 
 __all__ = ["parse_object_filter", "OBJECT_OPERATORS"]
 
@@ -34,9 +35,8 @@ _LOGIC = ("$and", "$or", "$not")
 
 
 def parse_object_filter(spec: dict) -> Node:
-    p = _ObjectParser()
-    node = p.filter(spec, "", 1)
-    return node
+    """Object form -> AST (FilterError with a path like ``amount.gte`` as the position)."""
+    return _ObjectParser().filter(spec, "", 1)
 
 
 class _ObjectParser:
@@ -156,7 +156,7 @@ class _ObjectParser:
             return Lit(v, "unknown", pos=at)
         if allow_json and isinstance(v, (dict, list)):
             _check_json_size(v, at)
-            return Lit(_freeze(v), "json", pos=at)
+            return Lit(_FrozenJson(v), "json", pos=at)
         raise FilterError(f"unsupported value of type {_json_type(v)}", position=at,
                           hint="values are strings, numbers, booleans or null")
 
@@ -189,9 +189,8 @@ class _FrozenJson:
     __slots__ = ("value", "_key")
 
     def __init__(self, value: Any) -> None:
-        from filters.types import _json_key
         self.value = value
-        self._key = _json_key(value)
+        self._key = json_key(value)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _FrozenJson) and self._key == other._key
@@ -201,10 +200,6 @@ class _FrozenJson:
 
     def __repr__(self) -> str:
         return repr(self.value)
-
-
-def _freeze(v: Any) -> _FrozenJson:
-    return _FrozenJson(v)
 
 
 def _json_type(v: Any) -> str:

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 __all__ = [
     "Family", "family_of", "family_for_cast", "domain_of", "to_domain", "TOP", "BOTTOM",
-    "ORDERED", "LIKEABLE", "EQUATABLE", "pg_lower", "to_float",
+    "ORDERED", "LIKEABLE", "EQUATABLE", "pg_lower", "to_float", "parse_text", "common_domain", "json_key",
 ]
 
 
@@ -456,11 +456,12 @@ def _bpchar_key(v: str) -> str:
     return v.rstrip(" ")
 
 
-def _json_key(v: Any) -> Any:
+def json_key(v: Any) -> Any:
+    """jsonb equality as a hashable key: key order and 1 vs 1.0 do not matter, true is not 1."""
     if isinstance(v, dict):
-        return ("o", frozenset((k, _json_key(x)) for k, x in v.items()))
+        return ("o", frozenset((k, json_key(x)) for k, x in v.items()))
     if isinstance(v, list):
-        return ("a", tuple(_json_key(x) for x in v))
+        return ("a", tuple(json_key(x) for x in v))
     if isinstance(v, bool):
         return ("b", v)
     if isinstance(v, (int, Decimal)):
@@ -493,7 +494,7 @@ def to_domain(family: Family, domain: str) -> Callable[[Any], Any] | None:
     if domain == "time":
         return _time_key
     if domain == "jsonb":
-        return _json_key
+        return json_key
     return None
 
 
@@ -515,10 +516,3 @@ def pg_lower(s: str) -> str:
     if s.isascii():
         return s.lower()
     return "".join(lc if len(lc := c.lower()) == 1 else c for c in s)
-
-
-def numeric_literal(value: int | Decimal, family: Family) -> Any:
-    """An unquoted number's value in a numeric family (int/numeric stay exact, floats widen)."""
-    if family in ("float4", "float8"):
-        return math.nan if isinstance(value, Decimal) and value.is_nan() else float(value)
-    return value

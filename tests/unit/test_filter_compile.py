@@ -314,3 +314,11 @@ def test_values_outside_the_contract_are_undecidable_not_errors():
     assert f.matches({"id": "not an int"}) is None
     g = compile_filter("ts > '2026-01-01'", SCHEMA)
     assert g.matches({"ts": 12}) is None
+
+
+def test_absurdly_deep_jsonb_values_are_undecidable_not_errors():
+    doc: list = []
+    for _ in range(100_000):
+        doc = [doc]
+    f = compile_filter("doc = '[]'", SCHEMA)
+    assert f.matches({"doc": doc}) is None

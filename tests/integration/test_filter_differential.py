@@ -226,3 +226,165 @@ def test_the_differential_test_can_fail(diff_db):
     assert expected == [True, None]
     assert [compile_filter("n = 1.0", schema).sql_value(r) for r in records] == expected
     assert [compile_filter("n <> 1.0", schema).sql_value(r) for r in records] != expected
+
+
+# ------------------------------------------------------------------ object form and PostgREST
+
+def _sql_literal(lit) -> str:
+    """Render an AST literal back to SQL, only to ask Postgres the same question."""
+    if lit.kind == "null":
+        text = "NULL"
+    elif lit.kind == "bool":
+        text = "true" if lit.value else "false"
+    elif lit.kind in ("int", "numeric"):
+        text = str(lit.value)
+        if lit.kind == "numeric" and not lit.value.is_finite():
+            text = quote(text) + "::numeric"
+    elif lit.kind == "json":
+        import json as _json
+        text = quote(_json.dumps(lit.value.value))
+    else:
+        text = quote(lit.value)
+    return text + (f"::{lit.cast}" if lit.cast else "")
+
+
+def to_sql(node) -> str:
+    from filters.ast import And, Between, Compare, InList, IsBool, IsNull, Like, Not, Or
+    if isinstance(node, And):
+        return "(" + " AND ".join(to_sql(n) for n in node.items) + ")"
+    if isinstance(node, Or):
+        return "(" + " OR ".join(to_sql(n) for n in node.items) + ")"
+    if isinstance(node, Not):
+        return f"(NOT {to_sql(node.item)})"
+    col = '"' + node.column + '"'
+    if isinstance(node, Compare):
+        op = {"eq": "=", "neq": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">=",
+              "distinct": "IS DISTINCT FROM", "notdistinct": "IS NOT DISTINCT FROM"}[node.op]
+        return f"({col} {op} {_sql_literal(node.value)})"
+    if isinstance(node, InList):
+        if not node.values:
+            return "(false)" if not node.negated else "(true)"
+        vals = ", ".join(_sql_literal(v) for v in node.values)
+        return f"({col} {'NOT ' if node.negated else ''}IN ({vals}))"
+    if isinstance(node, Between):
+        return f"({col} {'NOT ' if node.negated else ''}BETWEEN {_sql_literal(node.low)} AND {_sql_literal(node.high)})"
+    if isinstance(node, IsNull):
+        return f"({col} IS {'NOT ' if node.negated else ''}NULL)"
+    if isinstance(node, IsBool):
+        word = {True: "TRUE", False: "FALSE", None: "UNKNOWN"}[node.value]
+        return f"({col} IS {'NOT ' if node.negated else ''}{word})"
+    if isinstance(node, Like):
+        op = ("NOT " if node.negated else "") + ("ILIKE" if node.case_insensitive else "LIKE")
+        esc = "" if node.escape == "\\" else f" ESCAPE {quote(node.escape or '')}"
+        return f"({col} {op} {_sql_literal(node.pattern)}{esc})"
+    raise AssertionError(node)
+
+
+@st.composite
+def object_condition(draw, col: str):
+    pool = POOLS[col] + EXTRA_LITERALS.get(col, [])
+    scalar = st.sampled_from(pool)
+    if col in ("i", "b"):
+        scalar = st.one_of(scalar, st.integers(-3, 200))
+    if col == "n":
+        scalar = st.one_of(scalar, st.sampled_from([0.1, 1.5, 99.95, -2.25, 100]))
+    if col == "bo":
+        scalar = st.one_of(scalar, st.booleans())
+    ops = ["eq", "neq", "in", "nin", "is", "isnot", "distinct", "notdistinct"]
+    if col in ORDERED:
+        ops += ["lt", "lte", "gt", "gte", "between", "nbetween"]
+    if col in TEXTUAL:
+        ops += ["like", "ilike", "nlike", "nilike"]
+    op = draw(st.sampled_from(ops + ["plain", "plain_null", "plain_list"]))
+    if op == "plain":
+        return draw(scalar)
+    if op == "plain_null":
+        return None
+    if op == "plain_list":
+        return draw(st.lists(scalar, min_size=1, max_size=3))
+    if op in ("in", "nin"):
+        return {op: draw(st.lists(st.one_of(scalar, st.none()), min_size=0, max_size=3))}
+    if op in ("is", "isnot"):
+        return {op: draw(st.sampled_from([None, True, False] if col == "bo" else [None]))}
+    if op in ("between", "nbetween"):
+        return {op: [draw(scalar), draw(scalar)]}
+    if "like" in op:
+        return {op: draw(st.sampled_from(LIKE_PATTERNS))}
+    if op in ("distinct", "notdistinct"):
+        return {op: draw(st.one_of(scalar, st.none()))}
+    return {op: draw(scalar)}
+
+
+def object_filter(depth: int = 2):
+    leaf_ = st.sampled_from(sorted(COLUMNS)).flatmap(lambda c: object_condition(c).map(lambda v: {c: v}))
+    if depth == 0:
+        return leaf_
+    sub = object_filter(depth - 1)
+    return st.one_of(
+        leaf_,
+        st.lists(leaf_, min_size=2, max_size=3).map(lambda xs: {k: v for x in xs for k, v in x.items()}),
+        st.lists(sub, min_size=1, max_size=3).map(lambda xs: {"$or": xs}),
+        st.lists(sub, min_size=1, max_size=3).map(lambda xs: {"$and": xs}),
+        sub.map(lambda x: {"$not": x}),
+    )
+
+
+POSTGREST_OPS = ["eq", "neq", "gt", "gte", "lt", "lte", "in", "is", "isdistinct", "like", "ilike"]
+
+
+@st.composite
+def postgrest_condition(draw) -> str:
+    col = draw(st.sampled_from(sorted(COLUMNS)))
+    ops = ["eq", "neq", "in", "is", "isdistinct"]
+    if col in ORDERED:
+        ops += ["gt", "gte", "lt", "lte"]
+    if col in TEXTUAL:
+        ops += ["like", "ilike"]
+    op = draw(st.sampled_from(ops))
+    pool = POOLS[col] + EXTRA_LITERALS.get(col, [])
+    from urllib.parse import quote as pct
+    if op == "in":
+        items = draw(st.lists(st.sampled_from(pool), min_size=0, max_size=3))
+        value = "(" + ",".join('"' + x.replace("\\", "\\\\").replace('"', '\\"') + '"' for x in items) + ")"
+    elif op == "is":
+        value = draw(st.sampled_from(["null", "not_null"] + (["true", "false", "unknown"] if col == "bo" else [])))
+    elif "like" in op:
+        value = draw(st.sampled_from([p for p in LIKE_PATTERNS if "*" not in p])).replace("%", "*")
+    else:
+        value = draw(st.sampled_from(pool))
+    negate = "not." if draw(st.integers(0, 4)) == 0 else ""
+    encoded = pct(value, safe='(),"*\\')
+    return f"{col}={negate}{op}.{encoded}"
+
+
+postgrest_filter = st.one_of(
+    st.lists(postgrest_condition(), min_size=1, max_size=3).map("&".join),
+    st.lists(postgrest_condition(), min_size=2, max_size=3).map(
+        lambda xs: "or=(" + ",".join(x.replace("=", ".", 1) for x in xs) + ")"),
+)
+
+
+@pytest.mark.slow
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(row_values, min_size=1, max_size=5), spec=st.one_of(object_filter(), postgrest_filter))
+def test_object_and_postgrest_filters_agree_with_postgres(diff_db, rows, spec):
+    from filters import parse_filter
+    conn, schema = diff_db
+    try:
+        node = parse_filter(spec)
+    except FilterError as e:
+        pytest.fail(f"generated filter {spec!r} did not parse: {e}")
+    where = to_sql(node)
+    records = _load_rows(conn, rows)
+    expected, pg_error = _postgres_says(conn, where)
+    try:
+        flt = compile_filter(spec, schema)
+    except FilterError as e:
+        event("refused by both" if pg_error else "refused by us only (documented)")
+        assert pg_error is not None or _documented_refusal(str(e)), f"we refused {spec!r} ({e}); Postgres accepts {where}"
+        return
+    assert pg_error is None, f"we accepted {spec!r} but Postgres refuses {where}: {pg_error}"
+    got = [flt.sql_value(r) for r in records]
+    event("accepted: some rows match" if True in got else "accepted: no row matches")
+    assert got == expected, f"filter {spec!r} = {where}\nrows {records}\nours {got}\npostgres {expected}"

@@ -75,6 +75,7 @@ class PgOutputDecoder:
         self.protocol_version = protocol_version
         self._reader = PgOutputReader()
         self._assembler = Assembler(tables)
+        self._feed_row_bytes = self._assembler.feed_row_bytes
 
     def start_options(self, *, publication: str | None, tables: list[str] | None = None) -> dict[str, str]:
         if not publication:
@@ -87,9 +88,9 @@ class PgOutputDecoder:
         return opts
 
     def feed(self, payload: bytes, wal_start: int) -> list[Transaction]:
-        if not isinstance(payload, bytes):
+        if payload.__class__ is not bytes:
             payload = bytes(payload)
-        if self._assembler.feed_row_bytes(payload, wal_start):  # Insert/Update: one pass
+        if self._feed_row_bytes(payload, wal_start):  # Insert/Update of a known table: one pass
             return []
         txn = self._assembler.feed(self._reader.decode(payload), wal_start)
         return [txn] if txn is not None else []

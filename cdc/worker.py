@@ -365,13 +365,17 @@ class ReplicationWorker:
     async def _pump(self, rc: ReplicationConnection, decoder: Any) -> None:
         loop = asyncio.get_running_loop()
         deliver = self.sink.deliver
+        feed = decoder.feed
         next_status = loop.time() + self.status_interval
         while not self._stopping:
             msgs = await rc.read_messages(timeout=max(0.0, next_status - loop.time()))
             reply = False
             for m in msgs:
                 if type(m) is XLogData:
-                    for txn in decoder.feed(m.payload, m.wal_start):
+                    txns = feed(m.payload, m.wal_start)
+                    if not txns:  # the usual case: a change inside an open transaction
+                        continue
+                    for txn in txns:
                         if txn.events:
                             try:
                                 await deliver(txn)

@@ -15,6 +15,7 @@ Contract of every ``History`` implementation (history_postgres.py now):
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -63,6 +64,11 @@ class History(Protocol):
                      retention: Retention) -> Publication:
         """Assign the next offset, store durably, call on_durable; see the module contract.
         Raises NuvemError("unavailable") if the store failed (the message was not stored)."""
+
+    def submit(self, channel: str, event: str, payload: Any, *, publisher: str | None,
+               retention: Retention) -> "asyncio.Future[Publication]":
+        """``append`` without waiting: queued now (so submissions keep their call order), the
+        future resolves as ``append`` would return or raise."""
 
     async def read(self, channel: str, *, limit: int = 50, before: int | None = None,
                    since: int | None = None, retention: Retention) -> HistoryPage:

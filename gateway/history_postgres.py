@@ -85,13 +85,18 @@ class HistoryPostgres:
 
     async def append(self, channel: str, event: str, payload: Any, *, publisher: str | None,
                      retention: Retention) -> Publication:
-        if self._closing:
-            raise NuvemError("unavailable", "the server is shutting down; message not stored",
-                             hint="reconnect and publish again")
+        return await self.submit(channel, event, payload, publisher=publisher, retention=retention)
+
+    def submit(self, channel: str, event: str, payload: Any, *, publisher: str | None,
+               retention: Retention) -> asyncio.Future[Publication]:
         fut: asyncio.Future[Publication] = asyncio.get_running_loop().create_future()
+        if self._closing:
+            fut.set_exception(NuvemError("unavailable", "the server is shutting down; message not stored",
+                                         hint="reconnect and publish again"))
+            return fut
         self._queue.append(_Pending(channel, event, payload, publisher, retention, fut))
         self._wakeup.set()
-        return await fut
+        return fut
 
     # ------------------------------------------------------------ writer
 

@@ -46,8 +46,8 @@ class Outbox:
         self.closed = False
 
     def send(self, frame: bytes) -> None:
-        if not self._backlog and not self.closed and self._buffered() <= self._high_water \
-                and not self._is_closing():
+        if not self._backlog and not self.closed and not self._is_closing() \
+                and (self._buffered() + len(frame) <= self._high_water or not self._buffered()):
             self._write(frame)
             return
         if self.closed:
@@ -83,7 +83,8 @@ class Outbox:
                 if t.is_closing():
                     self.close()
                     return
-                while self._backlog and t.get_write_buffer_size() <= self._high_water:
+                while self._backlog and (t.get_write_buffer_size() + len(self._backlog[0]) <= self._high_water
+                                         or not t.get_write_buffer_size()):
                     frame = self._backlog.popleft()
                     self._backlog_bytes -= len(frame)
                     t.write(frame)
@@ -162,10 +163,11 @@ class Hub:
             subs = self._channels.get(channel)
             if not subs:
                 continue
-            data = items[0][1] if len(items) == 1 else b"".join([frame for _, frame in items])
+            chunks = [items[0][1]] if len(items) == 1 else _coalesce(items)
             for sub in subs.values():   # sends never block nor change subscriptions synchronously
                 if sub.buffer is None:
-                    sub.outbox.send(data)
+                    for data in chunks:
+                        sub.outbox.send(data)
                 else:
                     sub.buffer.extend(items)
 
@@ -174,3 +176,23 @@ class Hub:
 
     def channels(self) -> dict[str, int]:
         return {name: len(subs) for name, subs in self._channels.items()}
+
+
+_CHUNK = 64 << 10
+
+
+def _coalesce(items: list[tuple[int | None, bytes]]) -> list[bytes]:
+    """Join consecutive frames into writes of at most 64 KiB (a bigger frame is a write alone),
+    so one write never bypasses a send queue's bounds by much."""
+    chunks: list[bytes] = []
+    group: list[bytes] = []
+    size = 0
+    for _, frame in items:
+        if group and size + len(frame) > _CHUNK:
+            chunks.append(b"".join(group))
+            group, size = [], 0
+        group.append(frame)
+        size += len(frame)
+    if group:
+        chunks.append(b"".join(group))
+    return chunks

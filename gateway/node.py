@@ -138,15 +138,26 @@ class Node:
 
     async def publish(self, channel: str, event: str, payload: Any, *, principal: "Principal | None",
                       publisher: str | None = None) -> Publication:
+        return await (await self.submit(channel, event, payload, principal=principal, publisher=publisher))
+
+    async def submit(self, channel: str, event: str, payload: Any, *, principal: "Principal | None",
+                     publisher: str | None = None) -> "asyncio.Future[Publication]":
+        """``publish`` in two steps, for pipelining: validates and admits (raising at once if
+        refused) and queues the message, then returns a future that resolves once it is durable
+        and fanned out. Messages submitted one after another get offsets in that order."""
         validate_channel_name(channel)
         if not isinstance(event, str) or not 0 < len(event) <= MAX_EVENT_LENGTH:
             raise NuvemError("invalid_request", f"event must be a string of 1-{MAX_EVENT_LENGTH} characters",
                              field="event")
         config = await self._channels.get(channel)
         await self._limits.admit_message(principal, channel, config.rate_limit if config else None)
+        stored = self._history.submit(channel, event, payload, publisher=publisher, retention=self._retention(config))
+        return asyncio.ensure_future(self._refund_if_refused(stored, principal, channel))
+
+    async def _refund_if_refused(self, stored: "asyncio.Future[Publication]", principal: "Principal | None",
+                                 channel: str) -> Publication:
         try:
-            return await self._history.append(channel, event, payload, publisher=publisher,
-                                              retention=self._retention(config))
+            return await stored
         except NuvemError:   # the store refused it: not stored, so not counted either
             await self._limits.refund_message(principal, channel)
             raise

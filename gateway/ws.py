@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import deque
 import weakref
 from typing import Any
 
@@ -27,6 +28,7 @@ from gateway.node import Node
 
 _log = structlog.get_logger("gateway.ws")
 _conn_ids = itertools.count(1)
+_MAX_INFLIGHT_PUBLISHES = 1000   # per connection; beyond it, reading waits for acks (backpressure)
 
 # every open WebSocket of the app, closed with server_shutdown in on_shutdown
 CONNECTIONS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("ws_connections", weakref.WeakSet)
@@ -47,7 +49,8 @@ async def _close_all(app: web.Application) -> None:
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     config: Config = request.app[CONFIG]
     # frames over hard_frame_bytes: aiohttp itself closes with 1009 (MESSAGE_TOO_BIG)
-    ws = web.WebSocketResponse(max_msg_size=config.hard_frame_bytes, compress=False, autoping=True)
+    ws = web.WebSocketResponse(max_msg_size=config.hard_frame_bytes, compress=False, autoping=True,
+                               timeout=3.0)   # how long a close waits for the client's close frame
     await ws.prepare(request)
     session = _Session(request, ws, config)
     request.app[CONNECTIONS].add(ws)
@@ -74,6 +77,10 @@ class _Session:
         self.lease: Any = None
         self.subs: dict[str, Subscription] = {}
         self._closing: asyncio.Task[Any] | None = None
+        self._inflight: deque[tuple[protocol.Ref, asyncio.Future[Any]]] = deque()
+        self._inflight_ready = asyncio.Event()      # something to ack
+        self._inflight_drained = asyncio.Event()    # room for more publishes
+        self._acker: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -105,6 +112,9 @@ class _Session:
                 return
 
     async def cleanup(self) -> None:
+        if self._acker is not None:   # messages in flight are still stored; only their acks are moot
+            self._acker.cancel()
+            await asyncio.gather(self._acker, return_exceptions=True)
         self.outbox.close()
         for sub in list(self.subs.values()):
             try:
@@ -117,6 +127,29 @@ class _Session:
             self.lease = None
         if self._closing is not None:
             await asyncio.gather(self._closing, return_exceptions=True)
+
+    async def _ack_publishes(self) -> None:
+        """Ack (or refuse) this connection's publishes in the order they were sent."""
+        while True:
+            if not self._inflight:
+                self._inflight_ready.clear()
+                await self._inflight_ready.wait()
+                continue
+            ref, stored = self._inflight[0]
+            try:
+                pub = await asyncio.shield(stored)
+            except NuvemError as e:
+                self._send(protocol.error_frame(e.code, e.message, ref=ref, **e.details))
+            except Exception as e:
+                _log.error("publish failed", conn=self.conn_key, error=repr(e))
+                self._send(protocol.error_frame("internal_error", f"unexpected server error: {type(e).__name__}",
+                                                ref=ref))
+            else:
+                self._send(protocol.Ack(ref=ref, channel=pub.channel, offset=pub.offset))
+            self._inflight.popleft()
+            if len(self._inflight) < _MAX_INFLIGHT_PUBLISHES:
+                self._inflight_drained.set()
+                self._inflight_drained.clear()
 
     def _on_slow(self) -> None:
         # called from a broadcast: must not block, so the close runs in its own task
@@ -162,9 +195,15 @@ class _Session:
             self._send(protocol.Pong(ref=frame.ref))
         elif isinstance(frame, protocol.Publish):
             self._allowed(frame.channel)
-            pub = await self.node.publish(frame.channel, frame.event, frame.payload, principal=self.principal,
-                                          publisher=self.principal.user_id if self.principal else None)
-            self._send(protocol.Ack(ref=frame.ref, channel=pub.channel, offset=pub.offset))
+            # pipelined: admitted and queued now, acked in order by _ack_publishes once durable
+            if len(self._inflight) >= _MAX_INFLIGHT_PUBLISHES:
+                await self._inflight_drained.wait()
+            stored = await self.node.submit(frame.channel, frame.event, frame.payload, principal=self.principal,
+                                            publisher=self.principal.user_id if self.principal else None)
+            self._inflight.append((frame.ref, stored))
+            self._inflight_ready.set()
+            if self._acker is None:
+                self._acker = asyncio.get_running_loop().create_task(self._ack_publishes())
         elif isinstance(frame, protocol.Join):
             await self._join(frame)
         elif isinstance(frame, protocol.Leave):

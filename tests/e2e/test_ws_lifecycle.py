@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import aiohttp
 
@@ -13,21 +14,30 @@ async def test_a_slow_client_is_disconnected_and_never_slows_the_others(start_ga
     server = await start_gateway(send_queue_max_messages=20, send_queue_max_bytes=1 << 20)
     key = await make_key()
     url = server.ws_url + "?apiKey=" + key
-    # the slow client never reads: aiohttp stops reading the socket once its small buffer is full
-    slow = await http.ws_connect(url, max_msg_size=0, autoping=False)
+    # the slow client never reads: aiohttp stops reading the socket once its small buffer is full,
+    # and a small receive buffer keeps the kernel from absorbing megabytes on its behalf
+    def small_buffer_socket(addr_info):  # type: ignore[no-untyped-def]
+        family, kind, proto, _, _ = addr_info
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        return sock
+
+    slow_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(socket_factory=small_buffer_socket))
+    slow = await slow_session.ws_connect(url, max_msg_size=0, autoping=False)
     fast, publisher = await http.ws_connect(url), await http.ws_connect(url)
     await join(slow, "firehose")
     await join(fast, "firehose")
 
     blob = "x" * 16384
-    count = 400                                      # ~6.5 MB: more than socket buffers can hide
-    for i in range(count):
-        await publisher.send_json({"type": "publish", "channel": "firehose", "event": "e",
-                                   "payload": {"i": i, "blob": blob}})
+    count = 500                                      # ~8 MB: more than socket buffers can hide
     received = []
-    while len(received) < count:
-        frame = await next_frame(fast, timeout=20)
-        received.append(frame["payload"]["i"])
+    for group in range(0, count, 10):                # a fast reader keeps up with a paced publisher
+        for i in range(group, group + 10):
+            await publisher.send_json({"type": "publish", "channel": "firehose", "event": "e",
+                                       "payload": {"i": i, "blob": blob}})
+        while len(received) < group + 10:
+            frame = await next_frame(fast, timeout=20)
+            received.append(frame["payload"]["i"])
     assert received == list(range(count))           # the fast client got everything, in order
 
     # the slow client, once it reads, finds some messages and then the close with the reason
@@ -40,6 +50,7 @@ async def test_a_slow_client_is_disconnected_and_never_slows_the_others(start_ga
     assert msg.type == aiohttp.WSMsgType.CLOSE, msg
     assert msg.data == 4102 and msg.extra == "slow_consumer"
     assert 0 < len([k for k in kinds if k == "message"]) < count, len(kinds)
+    await slow_session.close()
 
 
 async def test_a_silent_client_is_closed_after_the_heartbeat_timeout(start_gateway, http, make_key):

@@ -57,7 +57,7 @@ class Match(NamedTuple):
 class _Group:
     """Subscriptions sharing one filter and event set; ``decide(view)`` -> True / False / None."""
 
-    __slots__ = ("flt", "events", "subs", "exact", "place", "decide", "_out")
+    __slots__ = ("flt", "events", "subs", "exact", "place", "decide", "plain", "_out")
 
     def __init__(self, flt: CompiledFilter | None, events: frozenset[str]) -> None:
         self.flt = flt
@@ -67,19 +67,26 @@ class _Group:
         self.place: tuple = ()
         self.decide: Callable[[dict], bool | None] = _always if flt is None else flt.matches
         self._out: dict[Transition, list[Match]] = {}  # Match lists, built once per membership
+        self.plain: list[Match] | None = None  # the transition-None list, one hop away
 
     def add(self, sub_id: Hashable) -> None:
         self.subs[sub_id] = None
         self._out.clear()
+        self.plain = None
 
     def remove(self, sub_id: Hashable) -> None:
         del self.subs[sub_id]
         self._out.clear()
+        self.plain = None
 
     def matches(self, t: Transition) -> list[Match]:
+        if t is None and self.plain is not None:
+            return self.plain
         out = self._out.get(t)
         if out is None:
             out = self._out[t] = [Match(s, t) for s in self.subs]
+        if t is None:
+            self.plain = out
         return out
 
 
@@ -166,11 +173,14 @@ class _Bucket:
 class _Buckets:
     """Equality buckets of one column: key -> bucket of groups."""
 
-    __slots__ = ("key", "by_value", "groups")
+    __slots__ = ("key", "by_value", "fast", "groups")
 
     def __init__(self, key: Any) -> None:
         self.key = key
         self.by_value: dict[Any, _Bucket] = {}
+        # for INSERT/DELETE lookups: the bucket, replaced by its Match list once known that the
+        # hit decides every group in it for every event type (one hop instead of five)
+        self.fast: dict[Any, _Bucket | list[Match]] = {}
         self.groups: dict[int, _Group] = {}
 
     def add(self, g: _Group, keys: Iterable[Any]) -> None:
@@ -181,6 +191,7 @@ class _Buckets:
                 b = self.by_value[k] = _Bucket()
             b.groups[id(g)] = g
             b.changed()
+            self.fast[k] = b
 
     def remove(self, g: _Group, keys: Iterable[Any]) -> None:
         self.groups.pop(id(g), None)
@@ -189,8 +200,11 @@ class _Buckets:
             if b is not None:
                 b.groups.pop(id(g), None)
                 b.changed()
-                if not b.groups:
+                if b.groups:
+                    self.fast[k] = b
+                else:
                     del self.by_value[k]
+                    del self.fast[k]
 
     def touch(self, keys: Iterable[Any]) -> None:
         """A group's subscriptions changed: drop the cached results of its buckets."""
@@ -198,6 +212,14 @@ class _Buckets:
             b = self.by_value.get(k)
             if b is not None:
                 b.changed()
+                self.fast[k] = b
+
+    def settle(self, k: Any, b: _Bucket, typ: str) -> tuple[list[Match], list[_Group]]:
+        """Resolve a bucket for ``typ``; remember its Match list if it holds for every type."""
+        decided, undecided = b.resolved(typ)
+        if not undecided and all(g.events is ALL_EVENTS for g in b.groups.values()):
+            self.fast[k] = decided
+        return decided, undecided
 
     def candidates(self, view: dict, column: str) -> Iterable[_Group]:
         v = view.get(column, _MISSING)
@@ -242,7 +264,8 @@ class _RangeGrid:
         k, c = cell
         cells = self.classes.setdefault(k, {})
         for at in {c, math.floor(math.ldexp(hint.high, -k))}:
-            cells.setdefault(at, {})[id(g)] = (g, hint.low, hint.high, hint.exact)
+            # (float low, float high, group, exact bounds or None), read in that order per change
+            cells.setdefault(at, {})[id(g)] = (hint.low, hint.high, g, hint.exact)
         self.counts[k] = self.counts.get(k, 0) + 1
         self.groups[id(g)] = g
 
@@ -281,7 +304,7 @@ class _RangeGrid:
             if not math.isfinite(f):
                 return self.groups.values()
             # float bounds are monotone images of the exact ones: the pre-check never drops a match
-            return [g for g, lo, hi, _ in self._entries(f) if lo <= f <= hi]
+            return [g for lo, hi, g, _ in self._entries(f) if lo <= f <= hi]
         except _UNPLACEABLE:
             return self.groups.values()
 
@@ -305,7 +328,7 @@ class _RangeGrid:
         for k, cells in self.classes.items():
             b = cells.get(floor(ldexp(f, -k)))
             if b:
-                for g, lo, hi, exact in b.values():
+                for lo, hi, g, exact in b.values():
                     if lo <= f <= hi and typ in g.events:
                         if exact is None:
                             _emit(g, view, typ, out)
@@ -313,7 +336,7 @@ class _RangeGrid:
                             elo, elo_incl, ehi, ehi_incl = exact
                             if ((elo <= kv if elo_incl else elo < kv)
                                     and (kv <= ehi if ehi_incl else kv < ehi)):
-                                out.extend(g.matches(None))
+                                out.extend(g.plain or g.matches(None))
 
 
 class SubscriptionIndex:
@@ -540,16 +563,21 @@ class SubscriptionIndex:
                     _emit(g, view, typ, out)
                 continue
             try:
-                bucket = b.by_value.get(b.key(v) if b.key else v)
+                k = b.key(v) if b.key else v
+                hit = b.fast.get(k)
             except _UNPLACEABLE:
                 for g in b.groups.values():
                     _emit(g, view, typ, out)
                 continue
-            if bucket is not None:
-                decided, undecided = bucket.resolved(typ)
-                out.extend(decided)  # groups whose whole filter is this equality
-                for g in undecided:
-                    _emit(g, view, typ, out)
+            if hit is None:
+                continue
+            if hit.__class__ is list:  # every group here is this equality, for every event type
+                out.extend(hit)
+                continue
+            decided, undecided = b.settle(k, hit, typ)
+            out.extend(decided)  # groups whose whole filter is this equality
+            for g in undecided:
+                _emit(g, view, typ, out)
         for column, grid in self._ranges.items():
             grid.match_into(view, column, typ, out)
         return out
@@ -581,6 +609,8 @@ def _views(event: ChangeEvent, schema: TableSchema) -> tuple[dict | None, dict |
 
 
 def _normalise_events(events: Iterable[str] | str) -> frozenset[str]:
+    if events is ALL_EVENTS:
+        return ALL_EVENTS
     if isinstance(events, str):
         events = [events]
     out = set()
@@ -596,4 +626,4 @@ def _normalise_events(events: Iterable[str] | str) -> frozenset[str]:
         out.add(u)
     if not out:
         raise FilterError("no events given", hint="INSERT, UPDATE, DELETE, TRUNCATE or *")
-    return frozenset(out)
+    return ALL_EVENTS if out == ALL_EVENTS else frozenset(out)  # one shared set: stays in cache

@@ -46,15 +46,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status-interval", type=float, default=10.0, help=argparse.SUPPRESS)
 
 
-class _LineSink:
-    """Writes each transaction's lines, flushes per transaction, stops at the limit."""
+_PRIMARY_KEYS_SQL = (
+    "SELECT n.nspname || '.' || c.relname,"
+    "  coalesce((SELECT array_agg(a.attname ORDER BY k.ord) FROM pg_index i"
+    "    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord)"
+    "    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum"
+    "    WHERE i.indrelid = c.oid AND i.indisprimary), '{}')"
+    " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')")
 
-    def __init__(self, out: BinaryIO, fmt: str, limit: int) -> None:
+
+async def primary_keys(dsn: str) -> dict[str, list[str]]:
+    """Every user table ("schema.table") -> its primary key columns in key order ([] if none),
+    from pg_index: what the wal2json plugin prints as ``pk``, which the replication stream does
+    not carry when the replica identity is not the primary key (FULL, USING INDEX)."""
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        rows = await (await conn.execute(_PRIMARY_KEYS_SQL)).fetchall()
+    return {table: list(cols) for table, cols in rows}
+
+
+class _LineSink:
+    """Writes each transaction's lines, flushes per transaction, stops at the limit.
+
+    For ``--format wal2json`` it reads the primary keys from the catalog (``primary_keys``) at
+    the first transaction and again when a table it does not know, or a schema change, shows up.
+    """
+
+    def __init__(self, out: BinaryIO, fmt: str, limit: int, dsn: str | None = None) -> None:
         self.out = out
         self.fmt = fmt
         self.limit = limit
+        self.dsn = dsn
         self.changes = 0
         self.worker: Any = None
+        self.primary_keys: dict[str, list[str]] | None = None
 
     async def deliver(self, txn: Any) -> None:
         from cdc.events import ChangeEvent
@@ -77,6 +104,8 @@ class _LineSink:
             self.changes += n
         else:
             self.changes += sum(1 for ev in txn.events if isinstance(ev, ChangeEvent))
+        if self.fmt == "wal2json" and self.dsn is not None and self._keys_stale(txn):
+            self.primary_keys = await primary_keys(self.dsn)
         try:
             self.out.write(b"".join(line + b"\n" for line in self._render(txn)))
             self.out.flush()
@@ -87,13 +116,22 @@ class _LineSink:
         if self.limit and self.changes >= self.limit:
             self.worker.request_stop()
 
+    def _keys_stale(self, txn: Any) -> bool:
+        from cdc.events import SchemaChangeEvent
+
+        if self.primary_keys is None:
+            return True
+        known = self.primary_keys
+        return any(type(ev) is SchemaChangeEvent or f"{ev.schema}.{ev.table}" not in known
+                   for ev in txn.events)
+
     def _render(self, txn: Any) -> list[bytes]:
         from cdc.decoding import render_event_json, render_wal2json
 
         if self.fmt == "events":
             return render_event_json(txn)
         schemas = getattr(self.worker.decoder, "type_schemas", None) if self.worker else None
-        return render_wal2json(txn, type_schemas=schemas)
+        return render_wal2json(txn, primary_keys=self.primary_keys, type_schemas=schemas)
 
 
 def _configure_logging() -> None:
@@ -124,7 +162,7 @@ async def _tail(args: argparse.Namespace) -> int:
     suffix = f"_{os.getpid()}" if args.temporary else ""
     tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
     publication = args.publication or f"nuvem_tail{suffix}"
-    sink = _LineSink(sys.stdout.buffer, args.format, args.limit)
+    sink = _LineSink(sys.stdout.buffer, args.format, args.limit, args.database_url)
     worker = ReplicationWorker(
         args.database_url, sink, slot=args.slot or f"nuvem_tail{suffix}", publication=publication,
         plugin=args.plugin, tables=tables, temporary=args.temporary,

@@ -148,6 +148,9 @@ class ReplicationWorker:
             for w in self.warnings:
                 log.warning("replica_identity", table=w.table, replica_identity=w.replica_identity,
                             message=w.message, hint=w.hint)
+                if self.plugin == "wal2json":  # worse than no old values: no event at all
+                    log.warning("wal2json_drops_update_delete", table=w.table,
+                                message=wal2json_drop_message(w.table), hint=w.hint)
             if not self.temporary:
                 await self._ensure_slot(conn)
 
@@ -412,6 +415,14 @@ class ReplicationWorker:
             pass
         finally:
             await rc.close()
+
+
+def wal2json_drop_message(table: str) -> str:
+    """What the worker logs at start, with ``plugin="wal2json"``, for a watched table that has no
+    replica identity (REPLICA IDENTITY NOTHING, or DEFAULT without a primary key)."""
+    return (f"with the wal2json plugin, UPDATE and DELETE on {table} are not streamed at all:"
+            " wal2json skips changes of a table without a replica identity (only a server log"
+            " WARNING says so); INSERT and TRUNCATE still come through")
 
 
 def _table_ident(name: str) -> sql.Composable:

@@ -108,6 +108,26 @@ async def test_replica_identity_without_old_values_is_a_warning(pg_dsn, plugin):
     assert "no old values" in text["public.nothing_ri"]
 
 
+@pytest.mark.parametrize("plugin", ["pgoutput", "wal2json"])
+async def test_wal2json_warns_at_start_that_it_drops_update_delete_of_tables_without_identity(pg_dsn, plugin):
+    from structlog.testing import capture_logs
+
+    _sql(pg_dsn, "CREATE TABLE keyed (id int primary key)", "CREATE TABLE nokey (v text)",
+         "CREATE TABLE nothing_ri (id int primary key)", "ALTER TABLE nothing_ri REPLICA IDENTITY NOTHING")
+    w = ReplicationWorker(pg_dsn, NullSink(), plugin=plugin, slot=f"drop_{plugin}", publication="drop")
+    with capture_logs() as logs:
+        await w.prepare()
+    dropped = {e["table"]: e for e in logs if e["event"] == "wal2json_drops_update_delete"}
+    if plugin == "pgoutput":  # Postgres itself refuses such UPDATE/DELETE: no silent drop to warn of
+        assert dropped == {}
+        return
+    assert set(dropped) == {"public.nokey", "public.nothing_ri"}
+    for table, e in dropped.items():
+        assert e["log_level"] == "warning"
+        assert f"UPDATE and DELETE on {table} are not streamed at all" in e["message"]
+        assert "REPLICA IDENTITY FULL" in e["hint"]
+
+
 async def test_plugin_not_installed(pg_dsn):
     rc = await ReplicationConnection.connect(pg_dsn)
     try:

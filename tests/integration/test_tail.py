@@ -114,3 +114,25 @@ def test_no_database_url_is_a_usage_error(monkeypatch):
     monkeypatch.delenv("NUVEM_DATABASE_URL", raising=False)
     proc = subprocess.run([sys.executable, "-m", "gateway.cli", "tail"], capture_output=True, text=True)
     assert proc.returncode == 2 and "--database-url" in proc.stderr
+
+
+@pytest.mark.parametrize("plugin", PLUGINS)
+def test_wal2json_format_prints_the_primary_key_not_the_replica_identity(pg_dsn, plugin):
+    # what the wal2json plugin prints as "pk": the table's primary key, whatever the identity
+    sql(pg_dsn, "CREATE TABLE full_pk (id int PRIMARY KEY, v text)", "ALTER TABLE full_pk REPLICA IDENTITY FULL",
+        "CREATE TABLE by_index (id int PRIMARY KEY, code text NOT NULL UNIQUE, v text)",
+        "ALTER TABLE by_index REPLICA IDENTITY USING INDEX by_index_code_key",
+        "CREATE TABLE full_nopk (a int, b text)", "ALTER TABLE full_nopk REPLICA IDENTITY FULL")
+    proc = _start(pg_dsn, "--temporary", "--limit", "4", "--slot", "tail_pk", "--format", "wal2json",
+                  "--plugin", plugin)
+    _wait_streaming(pg_dsn, "tail_pk", proc)
+    sql(pg_dsn, "INSERT INTO full_pk VALUES (1, 'a')", "INSERT INTO by_index VALUES (1, 'c1', 'a')",
+        "INSERT INTO full_nopk VALUES (1, 'a')",
+        "CREATE TABLE later (k text, n int, PRIMARY KEY (n, k))", "INSERT INTO later VALUES ('x', 1)")
+    code, lines, err = _finish(proc)
+    assert code == 0, err
+    pk = {x["table"]: x["pk"] for x in lines if x["action"] == "I"}
+    assert pk == {"full_pk": [{"name": "id", "type": "integer"}],
+                  "by_index": [{"name": "id", "type": "integer"}],
+                  "full_nopk": [],
+                  "later": [{"name": "n", "type": "integer"}, {"name": "k", "type": "text"}]}

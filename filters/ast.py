@@ -16,7 +16,7 @@ from typing import Literal as _L, Union
 
 __all__ = [
     "Lit", "Compare", "InList", "Between", "IsNull", "IsBool", "Like", "And", "Or", "Not",
-    "Node", "CompareOp", "LitKind", "columns_of", "walk",
+    "Node", "Filter", "CompareOp", "LitKind", "columns_of", "walk",
 ]
 
 CompareOp = _L["eq", "neq", "lt", "lte", "gt", "gte", "distinct", "notdistinct"]
@@ -110,6 +110,7 @@ class Not:
 
 
 Node = Union[Compare, InList, Between, IsNull, IsBool, Like, And, Or, Not]
+Filter = Node  # what parse_filter returns
 
 
 def walk(node: Node):

@@ -144,6 +144,8 @@ def compile_filter(spec_or_filter: Any, schema: TableSchema) -> CompiledFilter:
     """Parse (if needed) and compile against ``schema``; FilterError names what is wrong."""
     from filters.parse import parse_filter  # late: parse imports pglast, compile stays light
 
+    if isinstance(spec_or_filter, CompiledFilter):  # e.g. recompiling for a changed schema
+        spec_or_filter = spec_or_filter.node
     node = spec_or_filter if _is_node(spec_or_filter) else parse_filter(spec_or_filter)
     c = _Compiler(schema)
     fast, slow = c.node(node)

@@ -360,6 +360,9 @@ class SubscriptionIndex:
         """Register (or replace) a subscription. ``flt`` None matches every row; ``events`` is a
         set of INSERT / UPDATE / DELETE / TRUNCATE, or ``"*"`` / ``{"*"}`` for all."""
         evs = _normalise_events(events)
+        if flt is not None and not isinstance(flt, CompiledFilter):
+            raise TypeError(f"add() takes a CompiledFilter or None, not {type(flt).__name__}: "
+                            "compile_filter(spec, schema) first")
         if flt is not None:
             missing = [c for c in flt.columns if self.schema.column(c) is None]
             if missing:

@@ -11,7 +11,7 @@ import json
 from typing import Any, Literal
 
 from filters import limits
-from filters.ast import Node
+from filters.ast import Filter
 from filters.errors import FilterError
 from filters.parse_object import parse_object_filter
 from filters.parse_postgrest import looks_like_postgrest, parse_postgrest_filter
@@ -22,7 +22,7 @@ __all__ = ["parse_filter", "Syntax"]
 Syntax = Literal["auto", "object", "sql", "postgrest"]
 
 
-def parse_filter(spec: dict | str, *, syntax: Syntax = "auto") -> Node:
+def parse_filter(spec: dict | str, *, syntax: Syntax = "auto") -> Filter:
     """Parse a filter; FilterError (position + hint) for anything not allowed."""
     if syntax not in ("auto", "object", "sql", "postgrest"):
         raise FilterError(f"unknown filter syntax {syntax!r}", hint="auto, object, sql or postgrest")

@@ -388,3 +388,83 @@ def test_object_and_postgrest_filters_agree_with_postgres(diff_db, rows, spec):
     got = [flt.sql_value(r) for r in records]
     event("accepted: some rows match" if True in got else "accepted: no row matches")
     assert got == expected, f"filter {spec!r} = {where}\nrows {records}\nours {got}\npostgres {expected}"
+
+
+# ------------------------------------------------------------------ the index on real change events
+
+def _stream(dsn: str, *statements: str) -> list:
+    """Run statements, then decode what pgoutput sent for them with the project's decoder."""
+    from cdc.decoding import make_decoder
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET synchronous_commit = on")  # the SQL interface decodes flushed WAL only
+        for s in statements:
+            conn.execute(s)
+        rows = conn.execute(
+            "SELECT lsn - '0/0'::pg_lsn, data FROM pg_logical_slot_get_binary_changes("
+            "'filters_slot', NULL, NULL, 'proto_version', '1', 'publication_names', 'filters_pub')").fetchall()
+    decoder = make_decoder("pgoutput")
+    events = []
+    for lsn, data in rows:
+        for txn in decoder.feed(bytes(data), int(lsn)):
+            events.extend(e for e in txn.events if type(e).__name__ == "ChangeEvent")
+    return events
+
+
+def test_index_semantics_on_real_change_events(pg_dsn):
+    """Transitions, DELETE under the default identity and unchanged TOAST, on what the stream sends."""
+    from cdc.events import ColumnInfo as CI
+    from filters import Match, SubscriptionIndex
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (id int PRIMARY KEY, status text, note text)")
+        conn.execute("ALTER TABLE orders ALTER COLUMN note SET STORAGE EXTERNAL")  # force TOAST
+        conn.execute("CREATE PUBLICATION filters_pub FOR TABLE orders")
+        conn.execute("SELECT pg_create_logical_replication_slot('filters_slot', 'pgoutput')")
+    big = "x" * 10_000
+    schema = TableSchema("public", "orders", (CI("id", 23, "int4", is_key=True), CI("status", 25, "text"),
+                                              CI("note", 25, "text")))
+
+    def index():
+        idx = SubscriptionIndex(schema)
+        idx.add("pending", compile_filter("status = 'pending'", schema))
+        idx.add("id1", compile_filter({"id": 1}, schema))
+        idx.add("note", compile_filter({"note": {"like": "x%"}}, schema))
+        return idx
+
+    # default replica identity: the old row is not sent
+    ins, upd, upd_toast, dele = _stream(
+        pg_dsn,
+        f"INSERT INTO orders VALUES (1, 'pending', '{big}')",
+        "UPDATE orders SET status = 'paid' WHERE id = 1",
+        "UPDATE orders SET status = 'pending' WHERE id = 1",
+        "DELETE FROM orders WHERE id = 1")
+    idx = index()
+    assert sorted(idx.match(ins)) == sorted([Match("pending", None), Match("id1", None), Match("note", None)])
+    assert "note" in upd.unchanged_toast and "note" not in upd.record  # the stream's TOAST shape
+    assert sorted(idx.match(upd)) == sorted([Match("id1", "stay"), Match("note", "unknown")])  # no leave
+    assert sorted(idx.match(upd_toast)) == sorted([Match("pending", None), Match("id1", "stay"),
+                                                   Match("note", "unknown")])
+    assert dele.old_record == {"id": 1}
+    assert sorted(idx.match(dele)) == sorted([Match("pending", "unknown"), Match("id1", None),
+                                              Match("note", "unknown")])
+
+    # REPLICA IDENTITY FULL: transitions, TOAST from the old row, decided DELETEs
+    full = TableSchema("public", "orders", schema.columns, replica_identity="full")
+    upd, back, dele = _stream_tail(pg_dsn, big)
+    idx = index()
+    idx.update_schema(full)
+    assert upd.old_record_complete
+    assert sorted(idx.match(upd)) == sorted([Match("pending", "leave"), Match("note", "stay")])
+    assert sorted(idx.match(back)) == sorted([Match("pending", "enter"), Match("note", "stay")])
+    assert sorted(idx.match(dele)) == sorted([Match("pending", None), Match("note", None)])
+
+
+def _stream_tail(dsn: str, big: str) -> list:
+    events = _stream(
+        dsn,
+        "ALTER TABLE orders REPLICA IDENTITY FULL",
+        f"INSERT INTO orders VALUES (2, 'pending', '{big}')",
+        "UPDATE orders SET status = 'paid' WHERE id = 2",
+        "UPDATE orders SET status = 'pending' WHERE id = 2",
+        "DELETE FROM orders WHERE id = 2")
+    assert [e.type for e in events] == ["INSERT", "UPDATE", "UPDATE", "DELETE"]
+    return events[1:]

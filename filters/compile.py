@@ -305,7 +305,9 @@ class _Compiler:
 
     def in_list(self, n: InList) -> Leaf:
         self.equatable(n.column, "NOT IN" if n.negated else "IN", n.pos)
-        ops = [self.operand(n.column, v, "IN", n.pos, n.values) for v in n.values]
+        # Postgres compares a list of two or more values in their common type, a single value with =
+        common = n.values if len(n.values) > 1 else ()
+        ops = [self.operand(n.column, v, "IN", n.pos, common) for v in n.values]
         c = n.column
         has_null = any(o.lit_key is None for o in ops)
         if not ops:  # empty list (object form / PostgREST): IN is false, NOT IN true, even for NULL
@@ -399,7 +401,8 @@ class _Compiler:
         for n in conjuncts:
             if isinstance(n, Compare) and n.op in ("eq", "notdistinct") or isinstance(n, InList) and not n.negated:
                 values = [n.value] if isinstance(n, Compare) else list(n.values)
-                ops = [self.operand(n.column, v, "", None, values if isinstance(n, InList) else ()) for v in values]
+                common = tuple(values) if isinstance(n, InList) and len(values) > 1 else ()
+                ops = [self.operand(n.column, v, "", None, common) for v in values]
                 col_fam = T.family_of(self.schema.column(n.column).type_name)
                 if ops and all(o.domain == col_fam for o in ops):
                     keys = frozenset(o.lit_key for o in ops if o.lit_key is not None)

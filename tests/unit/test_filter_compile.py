@@ -71,7 +71,8 @@ def value(flt, **record):
     ("ratio = 0.1", {"ratio": 0.1}, True),
     ("r4 = 0.1", {"r4": 0.1}, False),  # float4 = numeric compares as float8: 0.1f is not 0.1
     ("r4 = '0.1'", {"r4": 0.1}, True),  # a quoted literal becomes float4
-    ("r4 IN (0.1)", {"r4": 0.1}, True),  # IN resolves to the common type: float4
+    ("r4 IN (0.1, 5)", {"r4": 0.1}, True),  # a list resolves to the common type: float4
+    ("r4 IN (0.1)", {"r4": 0.1}, False),  # a single value is plain =: float8
     ("ratio > 1", {"ratio": 1.5}, True),
     # text: C collation (code point order), case-sensitive
     ("status < 'a'", {"status": "B"}, True),

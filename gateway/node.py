@@ -67,13 +67,14 @@ class Node:
         self._refresher = asyncio.create_task(self._refresh_presence(), name="presence-refresh")
 
     async def close(self) -> None:
+        """Store what was accepted (history flushes), then stop background work."""
+        await self._history.close()
         for check in self._hole_checks.values():
             check.cancel()
         tasks = [t for t in (self._refresher, *self._background) if t is not None]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self._history.close()
         await self._broker.close()
 
     # ---------------------------------------------------------------- BrokerHandler
@@ -152,7 +153,10 @@ class Node:
         config = await self._channels.get(channel)
         await self._limits.admit_message(principal, channel, config.rate_limit if config else None)
         stored = self._history.submit(channel, event, payload, publisher=publisher, retention=self._retention(config))
-        return asyncio.ensure_future(self._refund_if_refused(stored, principal, channel))
+        task = asyncio.ensure_future(self._refund_if_refused(stored, principal, channel))
+        self._background.add(task)   # a strong reference until done, whoever awaits it
+        task.add_done_callback(self._background.discard)
+        return task
 
     async def _refund_if_refused(self, stored: "asyncio.Future[Publication]", principal: "Principal | None",
                                  channel: str) -> Publication:

@@ -1,9 +1,9 @@
 """``History`` on Postgres: offsets and messages written in batches off the hot path.
 
 How a publish becomes durable (the ack rule): ``append`` queues the message and waits. One
-writer task takes everything queued, and in ONE transaction bumps each channel's offset counter
-(``channel_offsets``, row-locked, so several nodes never hand out the same offset), inserts the
-rows and applies count retention, then commits. Only after the commit does it call
+writer task takes everything queued, and in ONE statement (so one transaction and one round
+trip) bumps each channel's offset counter (``channel_offsets``, row-locked, so several nodes
+never hand out the same offset), inserts the rows and applies count retention. Only after the commit does it call
 ``on_durable`` for each message in offset order and wake the callers. So an acked message is
 committed, and subscribers only ever see committed messages.
 
@@ -27,17 +27,36 @@ _log = structlog.get_logger("gateway.history")
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder()
 
-_BUMP_OFFSETS = """
-INSERT INTO nuvem_realtime.channel_offsets AS o (channel, latest)
-SELECT * FROM unnest(%s::text[], %s::bigint[])
-ON CONFLICT (channel) DO UPDATE SET latest = o.latest + excluded.latest
-RETURNING channel, latest
+# One statement (one round trip, its own transaction in autocommit): bump each channel's counter
+# (row-locked in channel order, so nodes never deadlock nor share an offset), number the rows in
+# submission order, insert them, trim by count. A data-modifying CTE cannot see rows inserted by
+# its own statement, so a batch larger than a channel's max_count leaves a few extra rows until
+# the next batch; reads never return them (they filter by the same rule).
+_WRITE_BATCH = """
+WITH input AS (
+    SELECT * FROM unnest(%(channels)s::text[], %(events)s::text[], %(payloads)s::jsonb[], %(publishers)s::text[])
+        WITH ORDINALITY AS t(channel, event, payload, publisher, ord)
+), counts AS (
+    SELECT channel, count(*) AS n FROM input GROUP BY channel
+), bumped AS (
+    INSERT INTO nuvem_realtime.channel_offsets AS o (channel, latest)
+    SELECT channel, n FROM counts ORDER BY channel
+    ON CONFLICT (channel) DO UPDATE SET latest = o.latest + excluded.latest
+    RETURNING channel, latest
+), numbered AS (
+    SELECT i.ord, i.channel, i.event, i.payload, i.publisher,
+           b.latest - c.n + row_number() OVER (PARTITION BY i.channel ORDER BY i.ord) AS msg_offset
+    FROM input i JOIN bumped b USING (channel) JOIN counts c USING (channel)
+), inserted AS (
+    INSERT INTO nuvem_realtime.history (channel, msg_offset, event, payload, publisher, published_at)
+    SELECT channel, msg_offset, event, payload, publisher, %(now)s FROM numbered
+), trimmed AS (
+    DELETE FROM nuvem_realtime.history h
+    USING bumped b, unnest(%(trim_channels)s::text[], %(trim_counts)s::bigint[]) AS r(channel, max_count)
+    WHERE r.channel = b.channel AND h.channel = b.channel AND h.msg_offset <= b.latest - r.max_count
+)
+SELECT msg_offset FROM numbered ORDER BY ord
 """
-_INSERT = """
-INSERT INTO nuvem_realtime.history (channel, msg_offset, event, payload, publisher, published_at)
-SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::jsonb[], %s::text[], %s::timestamptz[])
-"""
-_TRIM_COUNT = "DELETE FROM nuvem_realtime.history WHERE channel = %s AND msg_offset <= %s"
 _TRIM_AGE = "DELETE FROM nuvem_realtime.history WHERE channel = %s AND published_at < %s"
 _COLUMNS = "msg_offset, event, payload::text, publisher, published_at"
 
@@ -115,30 +134,24 @@ class HistoryPostgres:
 
     async def _write_batch(self, batch: list[_Pending]) -> None:
         now = datetime.now(timezone.utc)
-        counts: dict[str, int] = {}
+        rules: dict[str, Retention] = {}
         for p in batch:
-            counts[p.channel] = counts.get(p.channel, 0) + 1
-        channels = sorted(counts)   # a fixed lock order across nodes: no deadlocks
+            rules[p.channel] = p.retention   # the latest rule of each channel wins
+        trim = [(c, r.max_count) for c, r in rules.items() if r.max_count is not None]
+        for c, r in rules.items():
+            if r.max_age_seconds is not None:
+                self._age_rules[c] = r.max_age_seconds
         try:
             async with self._pool.connection() as conn:
-                async with conn.transaction():
-                    cur = await conn.execute(_BUMP_OFFSETS, (channels, [counts[c] for c in channels]))
-                    latest = dict(await cur.fetchall())
-                    next_offset = {c: latest[c] - counts[c] + 1 for c in channels}
-                    pubs: list[Publication] = []
-                    for p in batch:
-                        off = next_offset[p.channel]
-                        next_offset[p.channel] = off + 1
-                        pubs.append(Publication(p.channel, off, p.event, p.payload, now, p.publisher))
-                    await conn.execute(_INSERT, (
-                        [p.channel for p in pubs], [p.offset for p in pubs], [p.event for p in pubs],
-                        [q.payload_json for q in batch], [p.publisher for p in pubs], [now] * len(pubs)))
-                    for c in channels:
-                        rule = next(p.retention for p in reversed(batch) if p.channel == c)
-                        if rule.max_age_seconds is not None:
-                            self._age_rules[c] = rule.max_age_seconds
-                        if rule.max_count is not None:
-                            await conn.execute(_TRIM_COUNT, (c, latest[c] - rule.max_count))
+                cur = await conn.execute(_WRITE_BATCH, {
+                    "channels": [p.channel for p in batch], "events": [p.event for p in batch],
+                    "payloads": [p.payload_json for p in batch], "publishers": [p.publisher for p in batch],
+                    "now": now, "trim_channels": [c for c, _ in trim], "trim_counts": [n for _, n in trim]})
+                offsets = [row[0] for row in await cur.fetchall()]
+            if len(offsets) != len(batch):
+                raise RuntimeError(f"history write returned {len(offsets)} offsets for {len(batch)} messages")
+            pubs = [Publication(p.channel, off, p.event, p.payload, now, p.publisher)
+                    for p, off in zip(batch, offsets)]
         except Exception as e:  # the database failed: nothing in this batch was stored
             _log.error("history batch failed", error=repr(e), messages=len(batch))
             err = NuvemError("unavailable", "the message store is unavailable; message not stored",

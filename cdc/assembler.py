@@ -24,6 +24,7 @@ Contract:
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timezone
@@ -94,6 +95,9 @@ RowDecoder = Callable[[bytes, int, Any], "ChangeEvent | None"]
 
 _U32_FROM = struct.Struct(">I").unpack_from
 
+# a 1-D array literal whose elements need no unquoting: {a,b,NULL}
+_SIMPLE_ARRAY = re.compile(r'\{[^{}"\\]*\}').fullmatch
+
 _TYPED = {"int": "int({})", "numeric": "D({})", "float": "float({})", "bool": "BOOLS[{}]",
           "timestamptz": "FI({})", "timestamp": "FI({})", "date": "DFI({})"}
 
@@ -123,7 +127,7 @@ def compile_row_decoder(schema: TableSchema, converters: tuple[Callable[[str], A
     env: dict[str, Any] = {
         "U": _U32_FROM, "D": Decimal, "BOOLS": {"t": True, "f": False}, "FI": datetime.fromisoformat,
         "DFI": date.fromisoformat, "UTC": timezone.utc, "ChangeEvent": ChangeEvent,
-        "SCHEMA": schema.schema, "TABLE": schema.table, "COLUMNS": schema.columns}
+        "SIMPLE_ARRAY": _SIMPLE_ARRAY, "SCHEMA": schema.schema, "TABLE": schema.table, "COLUMNS": schema.columns}
     for i, conv in enumerate(converters):
         env[f"C{i}"] = conv
     record = ", ".join(f"{n!r}: v{i}" for i, n in enumerate(names))
@@ -157,8 +161,7 @@ def _row_body(kinds: tuple[str, ...], *, ascii_only: bool, indent: str) -> list[
             if kind == "call":
                 conv.append(f"{v} = C{i}({v})")
             elif kind == "str_array":  # the common 1-D array of unquoted text elements
-                conv += [f"if {v}[:1] == '{{' and {v}[-1:] == '}}' and {v}.find('{{', 1) < 0"
-                         f" and '\"' not in {v} and '\\\\' not in {v}:",
+                conv += [f"if SIMPLE_ARRAY({v}):",
                          f"    {v} = {v}[1:-1].split(',') if len({v}) > 2 else []",
                          f"    if 'NULL' in {v}: {v} = [None if x == 'NULL' else x for x in {v}]",
                          "else:",

@@ -195,6 +195,10 @@ class _Compiler:
         if in_list and domain is not None:  # IN compares in the common type of column and all values
             fams = [self.literal(x, col, fam, pos)[0] for x in in_list if x.kind != "null"]
             domain = T.common_domain(fam, fams) or domain
+            if domain != fam and lit.kind == "unknown" and lit.cast is None:
+                # a quoted value takes the common type (timestamptz keeps its zone, ...)
+                lit_fam = domain
+                value = self.parse(lit.value, domain, domain, lit.pos if lit.pos is not None else pos)
         if domain is None:
             raise FilterError(f"cannot compare column {name!r} ({col.type_name}) with a {_describe(lit, lit_fam)}",
                               position=lit.pos if lit.pos is not None else pos,

@@ -10,7 +10,8 @@ column's type, like a quoted SQL literal)::
     list       := item (',' item)*
     item       := column '.' condition | ['not.'] ('and' | 'or') '(' list ')'
 
-``like``/``ilike`` take ``*`` for ``%``; ``in.(a,b,"c,d")`` quotes values holding , ( ) or ";
+``like``/``ilike`` take ``*`` for ``%``; ``in.(a,b,"c,d")`` quotes values holding , ( ) or ", and
+so may a value inside ``and(...)`` / ``or(...)`` (``or=(a.eq."x,y",b.eq.1)``; ``\`` escapes);
 ``is`` takes null, not_null, true, false, unknown.
 """
 
@@ -128,9 +129,11 @@ class _Parser:
         column, dot, rest = s.partition(".")
         if not dot:
             raise FilterError(f"expected column.operator.value, got {s[:40]!r}", position=pos, hint=_HINT)
-        return self.condition(self.decode(column, pos).strip(), self.decode(rest, pos), pos + len(column) + 1, depth)
+        return self.condition(self.decode(column, pos).strip(), self.decode(rest, pos), pos + len(column) + 1, depth,
+                              quoted=True)
 
-    def condition(self, column: str, cond: str, pos: int, depth: int) -> Node:
+    def condition(self, column: str, cond: str, pos: int, depth: int, quoted: bool = False) -> Node:
+        """``[not.]op.value``; inside and()/or() a value may be double-quoted to hold , ( ) or "."""
         self.bump(pos, depth)
         if not column:
             raise FilterError("missing column name", position=pos, hint=_HINT)
@@ -143,6 +146,8 @@ class _Parser:
         if len(value) > limits.MAX_LITERAL_LENGTH:
             raise FilterError(f"a value is {len(value)} characters long; the limit is {limits.MAX_LITERAL_LENGTH}",
                               position=pos)
+        if quoted and op != "in" and len(value) >= 2 and value.startswith('"') and value.endswith('"'):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
         node = self.operator(column, op, value, pos)
         return Not(node) if negated else node
 

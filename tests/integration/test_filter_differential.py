@@ -333,7 +333,7 @@ POSTGREST_OPS = ["eq", "neq", "gt", "gte", "lt", "lte", "in", "is", "isdistinct"
 
 
 @st.composite
-def postgrest_condition(draw) -> str:
+def postgrest_condition(draw, in_logic: bool = False) -> str:
     col = draw(st.sampled_from(sorted(COLUMNS)))
     ops = ["eq", "neq", "in", "is", "isdistinct"]
     if col in ORDERED:
@@ -353,14 +353,15 @@ def postgrest_condition(draw) -> str:
     else:
         value = draw(st.sampled_from(pool))
     negate = "not." if draw(st.integers(0, 4)) == 0 else ""
+    if in_logic and op not in ("in", "is"):  # inside or(...): quote the value (it may hold , or ( ))
+        value = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     encoded = pct(value, safe='(),"*\\')
-    return f"{col}={negate}{op}.{encoded}"
+    return f"{col}{'.' if in_logic else '='}{negate}{op}.{encoded}"
 
 
 postgrest_filter = st.one_of(
     st.lists(postgrest_condition(), min_size=1, max_size=3).map("&".join),
-    st.lists(postgrest_condition(), min_size=2, max_size=3).map(
-        lambda xs: "or=(" + ",".join(x.replace("=", ".", 1) for x in xs) + ")"),
+    st.lists(postgrest_condition(in_logic=True), min_size=2, max_size=3).map(lambda xs: "or=(" + ",".join(xs) + ")"),
 )
 
 

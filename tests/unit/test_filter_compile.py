@@ -73,6 +73,9 @@ def value(flt, **record):
     ("r4 = '0.1'", {"r4": 0.1}, True),  # a quoted literal becomes float4
     ("r4 IN (0.1, 5)", {"r4": 0.1}, True),  # a list resolves to the common type: float4
     ("r4 IN (0.1)", {"r4": 0.1}, False),  # a single value is plain =: float8
+    # the list's common type is timestamptz: the quoted value keeps its zone
+    ("at IN ('2026-01-01 12:30+05', '2026-01-01'::timestamptz)", {"at": datetime(2026, 1, 1, 7, 30)}, True),
+    ("at IN ('2026-01-01 12:30+05')", {"at": datetime(2026, 1, 1, 12, 30)}, True),
     ("ratio > 1", {"ratio": 1.5}, True),
     # text: C collation (code point order), case-sensitive
     ("status < 'a'", {"status": "B"}, True),

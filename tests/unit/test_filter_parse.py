@@ -122,6 +122,8 @@ def test_object(spec, expected):
     ("or=(a.eq.1,b.gt.2)", Or((Compare("a", "eq", u("1")), Compare("b", "gt", u("2"))))),
     ("or=(a.eq.1,and(b.gt.2,c.not.eq.3))",
      Or((Compare("a", "eq", u("1")), And((Compare("b", "gt", u("2")), Not(Compare("c", "eq", u("3")))))))),
+    ('or=(a.eq."x,y",b.eq."q\\"(z)")', Or((Compare("a", "eq", u("x,y")), Compare("b", "eq", u('q"(z)'))))),
+    ('a=eq."x"', Compare("a", "eq", u('"x"'))),  # outside and()/or() quotes are part of the value
     ("not.and=(a.eq.1,b.eq.2)", Not(And((Compare("a", "eq", u("1")), Compare("b", "eq", u("2")))))),
     ("a=eq.1&or=(b.is.null,b.in.(1,2))",
      And((Compare("a", "eq", u("1")), Or((IsNull("b"), InList("b", (u("1"), u("2")))))))),

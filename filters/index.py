@@ -19,7 +19,7 @@ old row, unchanged TOAST) are in docs/filters.md and ``SubscriptionIndex.match``
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from filters.compile import CompiledFilter, EqualityHint, RangeHint, compile_filter
@@ -57,31 +57,31 @@ class Match(NamedTuple):
 class _Group:
     """Subscriptions sharing one filter and event set; ``decide(view)`` -> True / False / None."""
 
-    __slots__ = ("flt", "events", "subs", "exact", "place", "decide", "plain", "_out")
+    __slots__ = ("flt", "events", "subs", "exact", "exact_range", "place", "plain", "_out")
 
     def __init__(self, flt: CompiledFilter | None, events: frozenset[str]) -> None:
         self.flt = flt
         self.events = events
         self.subs: dict[Hashable, None] = {}
         self.exact: EqualityHint | None = None  # the filter IS this equality: a bucket hit decides
+        self.exact_range: RangeHint | None = None  # the filter IS this range: its bounds decide
         self.place: tuple = ()
-        self.decide: Callable[[dict], bool | None] = _always if flt is None else flt.matches
-        self._out: dict[Transition, list[Match]] = {}  # Match lists, built once per membership
-        self.plain: list[Match] | None = None  # the transition-None list, one hop away
+        self.plain: list[Match] | None = None  # the transition-None Match list, one hop away
+        self._out: dict[Transition, list[Match]] | None = None  # other transitions, built on demand
 
     def add(self, sub_id: Hashable) -> None:
         self.subs[sub_id] = None
-        self._out.clear()
-        self.plain = None
+        self._out = self.plain = None
 
     def remove(self, sub_id: Hashable) -> None:
         del self.subs[sub_id]
-        self._out.clear()
-        self.plain = None
+        self._out = self.plain = None
 
     def matches(self, t: Transition) -> list[Match]:
         if t is None and self.plain is not None:
             return self.plain
+        if self._out is None:
+            self._out = {}
         out = self._out.get(t)
         if out is None:
             out = self._out[t] = [Match(s, t) for s in self.subs]
@@ -89,45 +89,27 @@ class _Group:
             self.plain = out
         return out
 
-
-def _always(view: dict) -> bool:
-    return True
-
-
-def _equality_decider(hint: EqualityHint, fallback: Callable[[dict], bool | None]) -> Callable[[dict], bool | None]:
-    column, key, keys = hint.column, hint.key, hint.keys
-
-    def decide(view: dict) -> bool | None:
-        v = view.get(column, _MISSING)
+    def decide(self, view: dict) -> bool | None:
+        """True / False / None (undecidable) for one row view."""
+        flt = self.flt
+        if flt is None:
+            return True
+        hint = self.exact or self.exact_range
+        if hint is None:
+            return flt.matches(view)
+        v = view.get(hint.column, _MISSING)
         if v is _MISSING:
             return None
         if v is None:
             return False
         try:
-            return (key(v) if key else v) in keys
-        except _UNPLACEABLE:
-            return fallback(view)
-
-    return decide
-
-
-def _range_decider(hint: RangeHint, fallback: Callable[[dict], bool | None]) -> Callable[[dict], bool | None]:
-    column, key = hint.column, hint.key
-    lo, lo_incl, hi, hi_incl = hint.exact  # type: ignore[misc]
-
-    def decide(view: dict) -> bool | None:
-        v = view.get(column, _MISSING)
-        if v is _MISSING:
-            return None
-        if v is None:
-            return False
-        try:
-            k = key(v) if key else v
+            k = hint.key(v) if hint.key else v
+            if self.exact is not None:
+                return k in hint.keys
+            lo, lo_incl, hi, hi_incl = hint.exact
             return (lo <= k if lo_incl else lo < k) and (k <= hi if hi_incl else k < hi)
         except _UNPLACEABLE:
-            return fallback(view)
-
-    return decide
+            return flt.matches(view)
 
 
 class _Bucket:
@@ -138,10 +120,10 @@ class _Bucket:
 
     def __init__(self) -> None:
         self.groups: dict[int, _Group] = {}
-        self._cache: dict[str, tuple[list[Match], list[_Group], list[Match], list[_Group]]] = {}
+        self._cache: dict[str, tuple[list[Match], list[_Group], list[Match], list[_Group]]] | None = None
 
     def changed(self) -> None:
-        self._cache.clear()
+        self._cache = None
 
     def resolved(self, typ: str) -> tuple[list[Match], list[_Group]]:
         """(Match list of the groups this hit decides, groups that still need their filter)."""
@@ -157,6 +139,8 @@ class _Bucket:
         return self._resolve(typ)[3]
 
     def _resolve(self, typ: str) -> tuple[list[Match], list[_Group], list[Match], list[_Group]]:
+        if self._cache is None:
+            self._cache = {}
         cached = self._cache.get(typ)
         if cached is None:
             decided: list[_Group] = []
@@ -429,7 +413,6 @@ class SubscriptionIndex:
         if eq is not None:
             if isinstance(flt.node, (Compare, InList)):
                 g.exact = eq
-                g.decide = _equality_decider(eq, flt.matches)
             b = self._eq.get(eq.column)
             if b is None:
                 b = self._eq[eq.column] = _Buckets(eq.key)
@@ -444,7 +427,7 @@ class SubscriptionIndex:
                     grid = self._ranges[hint.column] = _RangeGrid(hint)
                 grid.add(g, cell, hint)
                 if hint.exact is not None:
-                    g.decide = _range_decider(hint, flt.matches)
+                    g.exact_range = hint
                 g.place = ("range", hint.column, cell)
                 return
         g.place = ("scan",)

@@ -187,3 +187,36 @@ async def test_pgoutput_v2_streams_a_large_transaction_in_progress(pg_dsn):
         await eventually(streamed, what="stream_txns >= 1")
     assert sink.ids("big") == list(range(1, 3002))
     assert [len([e for e in t.events if type(e).__name__ == "ChangeEvent"]) for t in sink.txns] == [3000, 1]
+
+
+async def test_garbage_collector_is_on_whenever_other_code_runs(pg_dsn):
+    # the worker defers the cyclic GC while it decodes a read batch: it must be back on in
+    # deliver (the sink's code), in other tasks, after a sink failure, and when the worker stops
+    import gc
+
+    sql(pg_dsn, "CREATE TABLE orders (id int PRIMARY KEY)")
+    seen: list[bool] = []
+    others: list[bool] = []
+
+    class Sink(CollectingSink):
+        async def deliver(self, txn) -> None:
+            seen.append(gc.isenabled())
+            if len(seen) == 2:
+                raise RuntimeError("downstream unavailable (test)")  # redelivered after a reconnect
+            await super().deliver(txn)
+
+    async def watch() -> None:
+        while True:
+            others.append(gc.isenabled())
+            await asyncio.sleep(0)
+
+    sink = Sink()
+    watcher = asyncio.create_task(watch())
+    w = _worker(pg_dsn, sink, "pgoutput")
+    async with running(w):
+        sql(pg_dsn, *[f"INSERT INTO orders SELECT g FROM generate_series({i * 500 + 1}, {i * 500 + 500}) g"
+                      for i in range(4)])
+        await sink.wait_for(lambda: len(sink.events) >= 2000)
+    watcher.cancel()
+    assert sink.ids("orders") == list(range(1, 2001))
+    assert len(seen) == 5 and all(seen) and others and all(others) and gc.isenabled()

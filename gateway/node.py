@@ -13,9 +13,11 @@ limit is neither stored, delivered nor counted.
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import structlog
 
 from gateway import protocol
@@ -150,6 +152,7 @@ class Node:
         if not isinstance(event, str) or not 0 < len(event) <= MAX_EVENT_LENGTH:
             raise NuvemError("invalid_request", f"event must be a string of 1-{MAX_EVENT_LENGTH} characters",
                              field="event")
+        _check_storable(event, payload, publisher)   # before admission: a refused message is not counted
         config = await self._channels.get(channel)
         await self._limits.admit_message(principal, channel, config.rate_limit if config else None)
         stored = self._history.submit(channel, event, payload, publisher=publisher, retention=self._retention(config))
@@ -316,6 +319,31 @@ class Node:
                 await self._presence.refresh(list(self._tracked))
             except Exception as e:
                 _log.warning("presence refresh failed", error=repr(e))
+
+
+_payload_encoder = msgspec.json.Encoder()
+# "\u0000" in encoded JSON is a NUL character unless its backslash is itself escaped ("\\u0000")
+_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _check_storable(event: str, payload: Any, publisher: str | None) -> None:
+    """Raise invalid_request if history (Postgres text/jsonb) cannot store the message: they
+    refuse the NUL character (U+0000) anywhere, in the event or in any string or key of the payload.
+    (Left to the database, one such message would fail its whole batch with ``unavailable``.)"""
+    if "\x00" in event:
+        raise NuvemError("invalid_request", "event contains the NUL character (U+0000), which cannot be stored",
+                         field="event")
+    if publisher is not None and "\x00" in publisher:
+        raise NuvemError("invalid_request", "the user token's 'sub' (the publisher) contains the NUL character "
+                         "(U+0000), which cannot be stored", field="publisher")
+    try:
+        encoded = _payload_encoder.encode(payload)
+    except (TypeError, msgspec.EncodeError) as e:  # REST and WebSocket decode JSON, so only direct callers
+        raise NuvemError("invalid_request", f"payload is not JSON-encodable: {e}", field="payload") from None
+    if b"\\u0000" in encoded and _ESCAPED_NUL.search(encoded):
+        raise NuvemError("invalid_request", "payload contains the NUL character (U+0000, \"\\u0000\" in JSON) in a "
+                         "string or key; Postgres cannot store it: remove it or encode the data (e.g. base64)",
+                         field="payload")
 
 
 def _frame(frame: protocol.ServerFrame) -> bytes:

@@ -35,6 +35,7 @@ class Config:
     send_queue_max_bytes: int = 4194304
     heartbeat_interval: float = 25.0       # clients should ping this often
     heartbeat_timeout: float = 60.0        # no frame for this long: closed with heartbeat_timeout
+    auth_check_interval: float = 5.0       # an open connection's key/token is re-checked this often
     # history
     history_batch_max: int = 500
     history_flush_interval: float = 0.0    # extra wait to gather a batch (0: natural batching)
@@ -69,6 +70,8 @@ class Config:
             raise ConfigError(f"port must be 1-65535, got {self.port}")
         if self.max_frame_bytes < 1024 or self.hard_frame_bytes < self.max_frame_bytes:
             raise ConfigError("max_frame_bytes must be >= 1024 and <= hard_frame_bytes")
+        if self.auth_check_interval <= 0:
+            raise ConfigError(f"auth_check_interval must be positive, got {self.auth_check_interval}")
         if self.heartbeat_timeout <= 0 or self.send_queue_max_messages <= 0 or self.send_queue_max_bytes <= 0:
             raise ConfigError("heartbeat_timeout and send queue limits must be positive")
         return self

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections import deque
+import time
 import weakref
+from collections import deque
 from typing import Any
 
 import structlog
@@ -81,6 +82,7 @@ class _Session:
         self._inflight_ready = asyncio.Event()      # something to ack
         self._inflight_drained = asyncio.Event()    # room for more publishes
         self._acker: asyncio.Task[None] | None = None
+        self._auth_checker: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -93,8 +95,9 @@ class _Session:
             reason = e.code if e.code in protocol.CLOSE_CODES else "internal_error"
             await self._close(reason)
             return
+        self._auth_checker = asyncio.get_running_loop().create_task(self._check_credential_periodically())
         timeout = self.config.heartbeat_timeout
-        while not self.ws.closed:
+        while not self.ws.closed and self._closing is None:
             try:
                 msg = await self.ws.receive(timeout=timeout)
             except asyncio.TimeoutError:
@@ -102,6 +105,8 @@ class _Session:
                     "invalid_request", f"no frame received for {timeout:g} s; send a ping at least every "
                     f"{self.config.heartbeat_interval:g} s", reason="heartbeat_timeout"))
                 await self._close("heartbeat_timeout")
+                return
+            if self._closing is not None:   # closing (slow consumer, credential revoked): read no more
                 return
             if msg.type == WSMsgType.TEXT:
                 await self._on_text(msg.data)
@@ -112,6 +117,9 @@ class _Session:
                 return
 
     async def cleanup(self) -> None:
+        if self._auth_checker is not None:
+            self._auth_checker.cancel()
+            await asyncio.gather(self._auth_checker, return_exceptions=True)
         if self._acker is not None:   # messages in flight are still stored; only their acks are moot
             self._acker.cancel()
             await asyncio.gather(self._acker, return_exceptions=True)
@@ -151,15 +159,46 @@ class _Session:
                 self._inflight_drained.set()
                 self._inflight_drained.clear()
 
+    async def _check_credential_periodically(self) -> None:
+        """Close the connection soon after its key is revoked or its user token expires."""
+        assert self.principal is not None
+        interval = self.config.auth_check_interval
+        while self._closing is None:
+            delay = interval
+            if self.principal.expires_at is not None:   # wake up right when the token expires
+                delay = min(delay, max(0.0, self.principal.expires_at - time.time()) + 0.01)
+            await asyncio.sleep(delay)
+            await self._still_authorized()
+
+    async def _still_authorized(self) -> bool:
+        """Revalidate the credential; if it no longer holds, send an error, close with
+        ``unauthorized`` (the close reason says why) and return False."""
+        assert self.principal is not None
+        try:
+            await self.request.app[AUTH].revalidate(self.principal)
+        except NuvemError as e:
+            if e.code != "unauthorized":   # e.g. the database is down: keep serving, check again later
+                _log.warning("credential check failed", conn=self.conn_key, error=e.message)
+                return True
+            if self._closing is None:
+                _log.info("closing: credential no longer valid", conn=self.conn_key, why=e.message)
+                self._send(protocol.error_frame(e.code, e.message, **e.details))
+                self._closing = asyncio.get_running_loop().create_task(self._close("unauthorized", e.message))
+            return False
+        return True
+
     def _on_slow(self) -> None:
         # called from a broadcast: must not block, so the close runs in its own task
         if self._closing is None:
             _log.info("closing slow consumer", conn=self.conn_key)
             self._closing = asyncio.get_running_loop().create_task(self._close("slow_consumer"))
 
-    async def _close(self, reason: str) -> None:
+    async def _close(self, reason: str, why: str | None = None) -> None:
+        """Close with ``reason``'s close code; the close reason is the reason name, then ": why"
+        if given (cut to the 123 bytes a close frame allows)."""
         code = protocol.close_code(reason)
-        await self.ws.close(code=code.code, message=code.reason.encode())
+        text = code.reason if why is None else f"{code.reason}: {why}"
+        await self.ws.close(code=code.code, message=text.encode()[:123].decode(errors="ignore").encode())
 
     def _send(self, frame: protocol.ServerFrame) -> None:
         self.node.hub.flush()   # broadcasts queued this turn (e.g. our own message) go first
@@ -192,7 +231,8 @@ class _Session:
 
     async def _dispatch(self, frame: protocol.ClientFrame) -> None:
         if isinstance(frame, protocol.Ping):
-            self._send(protocol.Pong(ref=frame.ref))
+            if await self._still_authorized():   # heartbeats also re-check the key or token
+                self._send(protocol.Pong(ref=frame.ref))
         elif isinstance(frame, protocol.Publish):
             self._allowed(frame.channel)
             # pipelined: admitted and queued now, acked in order by _ack_publishes once durable
@@ -250,8 +290,7 @@ class _Session:
     def _allowed(self, channel: str) -> None:
         validate_channel_name(channel)
         assert self.principal is not None
-        if not self.principal.can_access(channel):
-            raise NuvemError("forbidden", f"this key may not use channel {channel!r}", channel=channel)
+        self.principal.require_access(channel)
 
     def _joined(self, channel: str) -> Subscription:
         validate_channel_name(channel)

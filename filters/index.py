@@ -6,12 +6,13 @@ change. Each group sits in exactly one place:
 - an **equality bucket** ``(column, key)`` when a top-level conjunct is ``column = v`` or
   ``column IN (...)`` (one bucket per value); a change looks up its own value: O(1);
 - a **range grid** cell when top-level conjuncts bound a numeric/date/timestamp column on both
-  sides (``amount BETWEEN 10 AND 20``, ``ts >= a AND ts < b``): ranges are grouped by width class
-  (powers of two) and filed under ``floor(low / 2**k)``; a change looks at two cells per class;
+  sides (``amount BETWEEN 10 AND 20``, ``ts >= a AND ts < b``): a range narrower than ``2**k`` is
+  filed in width class k under ``floor(low / 2**k)`` and ``floor(high / 2**k)``; a change looks at
+  one cell per class;
 - the **scan** set otherwise (OR at the top, one-sided ranges, LIKE, ...): evaluated every change.
 
 Buckets and cells only select candidates; every candidate is then decided by the filter itself
-(or, for a filter that is just the indexed equality, by the bucket hit). Add and remove are O(1)
+(or, for a filter that is just the indexed equality or range, by the hit and its bounds). Add and remove are O(1)
 amortised (O(values) for an IN list). ``match`` semantics (UPDATE transitions, DELETE without the
 old row, unchanged TOAST) are in docs/filters.md and ``SubscriptionIndex.match``.
 """

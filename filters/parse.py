@@ -8,7 +8,7 @@ starts with ``column=operator.`` (``status=eq.pending``) or ``and=(`` / ``or=(``
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Literal
 
 from filters import limits
 from filters.ast import Filter

@@ -108,8 +108,31 @@ async def _healthz(request: web.Request) -> web.Response:
 
 @web.middleware
 async def _errors_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    """NuvemError -> {"error": {...}} with the table's HTTP status, for every HTTP route."""
+    """Every error as {"error": {"code", "message", ...}}: NuvemError with the table's HTTP status,
+    and aiohttp's own HTTP errors (unknown path 404, wrong method 405, body too large 413, ...)
+    with their status instead of aiohttp's plain text."""
     try:
         return await handler(request)
     except NuvemError as e:
         return web.json_response(e.to_dict(), status=e.http_status)
+    except web.HTTPException as e:
+        if e.status < 400:   # redirects and the like pass through
+            raise
+        error, headers = _http_error(request, e)
+        return web.json_response(error.to_dict(), status=e.status, headers=headers)
+
+
+def _http_error(request: web.Request, e: web.HTTPException) -> tuple[NuvemError, dict[str, str]]:
+    if isinstance(e, web.HTTPMethodNotAllowed):
+        allowed = sorted(e.allowed_methods)
+        return (NuvemError("invalid_request", f"method {request.method} is not allowed on {request.path};"
+                           f" allowed: {', '.join(allowed)}", allowed=allowed),
+                {"Allow": ", ".join(allowed)})
+    if e.status == 404:
+        return NuvemError("not_found", f"no such endpoint: {request.method} {request.path}; the API is under"
+                          " /v1/realtime (see GET /v1/openapi.json)"), {}
+    if e.status == 413:
+        return NuvemError("payload_too_large", f"request body over the size limit: {e.text or e.reason}"), {}
+    code = "unauthorized" if e.status == 401 else "forbidden" if e.status == 403 else \
+        "internal_error" if e.status >= 500 else "invalid_request"
+    return NuvemError(code, e.text or e.reason), {}

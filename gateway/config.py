@@ -26,6 +26,7 @@ class Config:
     port: int = 4000
     database_url: str | None = None        # None: `serve` starts the embedded Postgres
     event_loop: str = "auto"               # "auto" (uvloop when installed), "uvloop" or "asyncio"
+    access_log: bool = False               # log each HTTP request to stderr (credentials redacted)
     db_pool_min: int = 2
     db_pool_max: int = 10
     # WebSocket
@@ -105,6 +106,8 @@ def _coerce(f: dataclasses.Field[Any], value: Any, source: str) -> Any:
     if optional and isinstance(value, str) and value.lower() in ("none", "null", ""):
         return None
     try:
+        if kind.startswith("bool"):
+            return _boolean(value)
         if kind.startswith("int"):
             return int(value)
         if kind.startswith("float"):
@@ -114,3 +117,14 @@ def _coerce(f: dataclasses.Field[Any], value: Any, source: str) -> Any:
     except (TypeError, ValueError):
         raise ConfigError(f"{source}: expected {kind}, got {value!r}") from None
     return value
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import re
 import sys
 
 import structlog
 from aiohttp import web
+from aiohttp.web_log import AccessLogger, KeyMethod
 
 from gateway.config import Config, ConfigError
 
@@ -47,15 +50,26 @@ def run(args: argparse.Namespace) -> int:
         from gateway.app import create_app
 
         loop = _new_event_loop(config.event_loop)
+        if config.access_log:
+            _enable_access_log()
         _log.info("serving", url=f"http://{config.host}:{config.port}",
                   ws=f"ws://{config.host}:{config.port}/v1/realtime/ws", event_loop=type(loop).__module__)
         web.run_app(create_app(config), host=config.host, port=config.port, print=None,
-                    shutdown_timeout=5.0, loop=loop)
+                    shutdown_timeout=5.0, loop=loop, access_log_class=RedactingAccessLogger)
     finally:
         if embedded is not None:
             embedded.stop()
             _log.info("embedded Postgres stopped")
     return 0
+
+
+def _enable_access_log() -> None:
+    access = logging.getLogger("aiohttp.access")
+    access.setLevel(logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s [access] %(message)s"))
+    access.addHandler(handler)
+    access.propagate = False
 
 
 def _new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
@@ -69,3 +83,29 @@ def _new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
         else:
             return uvloop.new_event_loop()
     return asyncio.new_event_loop()
+
+
+# Credentials travel in the query string of WebSocket URLs (browsers cannot set headers).
+_SECRET_QUERY = re.compile(r"(?<=[?&])(apikey|api_key|token|access_token)=[^&#\s]*", re.IGNORECASE)
+
+
+def redact_query(target: str) -> str:
+    """``target`` (a request line, path or URL) with the values of credential query
+    parameters (apiKey, token, ...) replaced by ``REDACTED``."""
+    return _SECRET_QUERY.sub(lambda m: m.group(1) + "=REDACTED", target)
+
+
+class RedactingAccessLogger(AccessLogger):
+    """aiohttp's access log (same format) without the credentials of ``?apiKey=``/``?token=``
+    in the request line (``%r``) or the ``Referer`` header."""
+
+    def __init__(self, logger: logging.Logger, log_format: str = AccessLogger.LOG_FORMAT) -> None:
+        super().__init__(logger, log_format)
+        self._methods = [_redacting(m) for m in self._methods]
+
+
+def _redacting(method: KeyMethod) -> KeyMethod:
+    if method.key == "first_request_line" or method.key == ("request_header", "Referer"):
+        inner = method.method
+        return KeyMethod(method.key, lambda request, response, time: redact_query(str(inner(request, response, time))))
+    return method

@@ -73,6 +73,32 @@ async def test_serve_with_a_database_url(pg_dsn):
             proc.kill()
 
 
+async def test_the_access_log_redacts_credentials_in_urls(pg_dsn, tmp_path):
+    await migrate(pg_dsn)
+    async with AsyncConnectionPool(pg_dsn, min_size=1, max_size=1, kwargs={"autocommit": True}) as pool:
+        key, _ = await KeyStore(pool).create()
+    settings = tmp_path / "nuvem.toml"
+    settings.write_text("access_log = true\n")
+    port = free_port()
+    proc = _serve("--database-url", pg_dsn, "--port", str(port), "--config", str(settings))
+    try:
+        async with aiohttp.ClientSession() as http:
+            await _wait_healthy(http, f"http://127.0.0.1:{port}", proc, 30)
+            ws = await http.ws_connect(f"ws://127.0.0.1:{port}/v1/realtime/ws", params={"apiKey": key, "x": "1"})
+            assert (await request(ws, {"type": "ping"}))["type"] == "pong"
+            await ws.close()
+            async with http.get(f"http://127.0.0.1:{port}/healthz", params={"token": "eyJ.secret.sig"},
+                                headers={"Referer": f"https://app.example/?apiKey={key}"}):
+                pass
+        out = await asyncio.get_running_loop().run_in_executor(None, _stop, proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "GET /v1/realtime/ws?apiKey=REDACTED&x=1" in out, out   # the connect was logged...
+    assert "/healthz?token=REDACTED" in out, out
+    assert key not in out and "eyJ.secret.sig" not in out, out   # ...without the credentials
+
+
 async def test_serve_without_a_database_starts_the_embedded_postgres_and_stops_it():
     workdir = tempfile.mkdtemp(prefix="nuvem-serve-")
     os.chmod(workdir, 0o755)   # the embedded Postgres may run as an unprivileged user

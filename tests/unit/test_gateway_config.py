@@ -30,6 +30,8 @@ def test_precedence_flags_over_env_over_file(tmp_path):
     ({"NUVEM_PORT": "70000"}, "port"),
     ({"NUVEM_MAX_FRAME_BYTES": "10"}, "max_frame_bytes"),
     ({"NUVEM_EVENT_LOOP": "trio"}, "event_loop"),
+    ({"NUVEM_ACCESS_LOG": "maybe"}, "NUVEM_ACCESS_LOG"),
+    ({"NUVEM_AUTH_CHECK_INTERVAL": "0"}, "auth_check_interval"),
 ])
 def test_bad_values_name_their_source(env, message):
     with pytest.raises(ConfigError, match=message):
@@ -46,3 +48,12 @@ def test_bad_file(tmp_path):
         Config.load({}, env={}, config_file=f)
     with pytest.raises(ConfigError, match="cannot read"):
         Config.load({}, env={}, config_file=tmp_path / "missing.toml")
+
+
+def test_booleans_from_env_and_file(tmp_path):
+    assert Config.load({}, env={}).access_log is False
+    assert Config.load({}, env={"NUVEM_ACCESS_LOG": "true"}).access_log is True
+    assert Config.load({}, env={"NUVEM_ACCESS_LOG": "0"}).access_log is False   # not just "a non-empty string"
+    f = tmp_path / "nuvem.toml"
+    f.write_text("access_log = true\n")
+    assert Config.load({}, env={}, config_file=f).access_log is True

@@ -44,8 +44,9 @@ class ProtocolError(Exception):
 # ---------------------------------------------------------------- client -> server frames
 
 
-class _ClientFrame(msgspec.Struct, tag_field="type", forbid_unknown_fields=False, omit_defaults=True):
-    pass
+class _ClientFrame(msgspec.Struct, tag_field="type", forbid_unknown_fields=False, omit_defaults=True,
+                   rename="camel"):
+    """Wire names are camelCase like the REST API (a field `max_count` would be `maxCount`)."""
 
 
 class Join(_ClientFrame, tag="join"):

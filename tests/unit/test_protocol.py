@@ -8,6 +8,7 @@ import struct
 from datetime import datetime, timezone
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -109,3 +110,43 @@ def test_protocol_module_is_pure():
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not imported & {"asyncio", "aiohttp", "psycopg", "redis", "socket"}
+
+
+def _frame_classes() -> list[type]:
+    out = []
+    for base in (protocol._ClientFrame, protocol._ServerFrame):
+        todo = [base]
+        while todo:
+            cls = todo.pop()
+            todo += cls.__subclasses__()
+            out += [cls] if cls is not base else []
+    return out
+
+
+_CAMEL = __import__("re").compile(r"^[a-z][A-Za-z0-9]*$")
+
+
+def test_every_frame_field_is_camel_case_on_the_wire():
+    classes = _frame_classes()
+    assert {c.__name__ for c in classes} >= {"Join", "Publish", "Message", "Error", "PresenceDiff"}
+    for cls in classes:
+        for f in msgspec.structs.fields(cls):
+            assert _CAMEL.match(f.encode_name), f"{cls.__name__}.{f.name} is sent as {f.encode_name!r}"
+    # a snake_case attribute is renamed, not sent as is
+    msg = protocol.Message(channel="c", offset=1, event="e", payload=None,
+                           published_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    assert "publishedAt" in json.loads(protocol.encode(msg)) and "published_at" not in protocol.encode(msg).decode()
+
+
+def test_every_error_detail_raised_by_the_gateway_is_camel_case():
+    """Error details become fields of the error object: {"code", "message", "retryAfter", ...}."""
+    root = Path(protocol.__file__).resolve().parent
+    bad, calls = [], 0
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in (
+                    "NuvemError", "error_frame", "ProtocolError"):
+                calls += 1
+                bad += [f"{path.name}:{node.lineno} {kw.arg}" for kw in node.keywords
+                        if kw.arg is not None and kw.arg != "ref" and not _CAMEL.match(kw.arg)]
+    assert calls > 50 and not bad, f"snake_case error details: {bad}"

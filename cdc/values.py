@@ -222,10 +222,10 @@ _INLINE_KINDS: dict[Any, str] = {
 
 
 def inline_kind(type_name: str) -> str:
-    """How ``cdc.pgoutput.compile_row_decoder`` converts this type without a call: "str" (the
-    text as is), "str_array" (an array of such), "int", "numeric", "float", "bool", "timestamptz", "timestamp", "date", or
-    "call" (it calls ``converter_for(type_name)``). Derived from ``converter_for``, so both paths
-    agree on the type mapping."""
+    """How ``cdc.assembler.compile_row_decoder`` converts this type without a call: "str" (the
+    text as is), "str_array" (an array of such), "int", "numeric", "float", "bool",
+    "timestamptz", "timestamp", "date", or "call" (it calls ``converter_for(type_name)``).
+    Derived from ``converter_for``, so both paths agree on the type mapping."""
     if type_name[:1] == "_" and type_name != "_box" and converter_for(type_name[1:]) is _str:
         return "str_array"  # 1-D, unquoted: split inline; anything else: converter_for
     return _INLINE_KINDS.get(converter_for(type_name), "call")

@@ -99,9 +99,11 @@ class Subscription:
     """One connection's membership of one channel on this node.
 
     While ``buffer`` is a list (a join replaying history), broadcasts are held there as
-    (offset or None, frame) instead of being sent, so the join can dedupe at the seam."""
+    (offset or None, frame) instead of being sent, so the join can dedupe at the seam.
+    ``replayed_through``: after a replay, the last offset it sent; a live message with an offset
+    up to it (committed before the replay read it, but broadcast after) is dropped, not sent twice."""
 
-    __slots__ = ("channel", "outbox", "conn_key", "buffer", "lease", "tracked")
+    __slots__ = ("channel", "outbox", "conn_key", "buffer", "lease", "tracked", "replayed_through")
 
     def __init__(self, channel: str, outbox: Outbox, conn_key: str) -> None:
         self.channel = channel
@@ -110,6 +112,7 @@ class Subscription:
         self.buffer: list[tuple[int | None, bytes]] | None = None
         self.lease: Any = None
         self.tracked = False
+        self.replayed_through = 0
 
 
 class Hub:
@@ -165,11 +168,13 @@ class Hub:
                 continue
             chunks = [items[0][1]] if len(items) == 1 else _coalesce(items)
             for sub in subs.values():   # sends never block nor change subscriptions synchronously
-                if sub.buffer is None:
+                if sub.buffer is not None:
+                    sub.buffer.extend(items)
+                elif sub.replayed_through:
+                    _send_after_replay(sub, items)
+                else:
                     for data in chunks:
                         sub.outbox.send(data)
-                else:
-                    sub.buffer.extend(items)
 
     def count(self, channel: str) -> int:
         return len(self._channels.get(channel, ()))
@@ -179,6 +184,15 @@ class Hub:
 
 
 _CHUNK = 64 << 10
+
+
+def _send_after_replay(sub: Subscription, items: list[tuple[int | None, bytes]]) -> None:
+    """Send what the replay did not; offsets arrive in order, so the first newer one ends the check."""
+    fresh = [(o, f) for o, f in items if o is None or o > sub.replayed_through]
+    if any(o is not None for o, _ in fresh):
+        sub.replayed_through = 0
+    for data in _coalesce(fresh) if fresh else ():
+        sub.outbox.send(data)
 
 
 def _coalesce(items: list[tuple[int | None, bytes]]) -> list[bytes]:

@@ -221,6 +221,9 @@ class Node:
             for offset, frame in held:
                 if offset is None or offset > cursor:   # skip what the replay already sent
                     sub.outbox.send(frame)
+            # a message the replay read may still be on its way to the hub (committed, not yet
+            # fanned out: e.g. another node's, or a hole this node fills from history later)
+            sub.replayed_through = cursor if replay else 0
         except BaseException:
             await self._remove(sub)
             raise

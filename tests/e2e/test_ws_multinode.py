@@ -54,3 +54,24 @@ async def test_a_message_that_never_reaches_a_node_is_filled_in_from_history(sta
     first, second = await next_frame(sub), await next_frame(sub)
     assert (first["offset"], first["payload"]) == (1, "lost")
     assert (second["offset"], second["payload"]) == (2, "late")
+
+
+async def test_a_message_replayed_to_a_joiner_is_not_sent_again_when_it_arrives_live(start_gateway, http, make_key):
+    """The since seam: offset 1 is committed (so the join's replay reads it) but reaches this
+    node's subscribers only later (filled from history): the joiner gets it once."""
+    bus = MemoryBus()
+    node_a = await start_gateway(app_kwargs={"bus": bus})
+    node_b = await start_gateway(app_kwargs={"bus": bus})
+    cut_off = await start_gateway()
+    key = await make_key()
+    watcher = await http.ws_connect(node_a.ws_url, params={"apiKey": key})
+    await join(watcher, "room")                      # node A is subscribed to the channel
+    lost = await http.ws_connect(cut_off.ws_url, params={"apiKey": key})
+    assert (await request(lost, {"type": "publish", "channel": "room", "event": "e", "payload": 1}))["offset"] == 1
+    joiner = await http.ws_connect(node_a.ws_url, params={"apiKey": key})
+    await join(joiner, "room", since=0)              # replays offset 1 from history
+    pb = await http.ws_connect(node_b.ws_url, params={"apiKey": key})
+    for i in (2, 3):                                 # 2 makes node A fill 1 from history, live
+        assert (await request(pb, {"type": "publish", "channel": "room", "event": "e", "payload": i}))["offset"] == i
+    assert [(await next_frame(watcher))["offset"] for _ in range(3)] == [1, 2, 3]
+    assert [(await next_frame(joiner))["offset"] for _ in range(3)] == [1, 2, 3]

@@ -138,11 +138,11 @@ def compile_row_decoder(schema: TableSchema, converters: tuple[Callable[[str], A
     lines = ["def row(buf, lsn, txn):",
              f"    if buf[6] != {ncols[0]} or buf[7] != {ncols[1]}:",
              "        return None",
-             "    if buf.isascii():",
-             '        s = buf.decode("ascii")',
+             '    s = buf.decode("latin-1")  # one char per byte: the same offsets as in buf',
+             "    if s.isascii():  # O(1) on a str: all ASCII, so every slice is the right text",
              *_row_body(kinds, ascii_only=True, indent="        "),
              "        " + make_event,
-             '    s = buf.decode("latin-1")  # one char per byte: same offsets; text re-decoded below',
+             "    # some byte >= 0x80: typed slices must be ASCII, text slices are re-decoded as UTF-8",
              *_row_body(kinds, ascii_only=False, indent="    "),
              "    " + make_event]
     exec(compile("\n".join(lines), f"<row decoder {schema.schema}.{schema.table}>", "exec"), env)  # noqa: S102

@@ -62,3 +62,21 @@ async def test_leave_untracks(ws_connect, make_key):
     assert (await next_frame(b))["event"] == "join"
     await request(a, {"type": "leave", "channel": "room"})
     assert await next_frame(b) == {"type": "presence_diff", "channel": "room", "event": "leave", "user": PEDRO}
+
+
+async def test_a_connection_reset_without_a_close_frame_is_a_leave(ws_connect, make_key):
+    import socket
+    import struct
+
+    key = await make_key()
+    a, b = await ws_connect(key), await ws_connect(key)
+    await _join(a, "chat:reset")
+    await _join(b, "chat:reset")
+    await request(a, {"type": "track", "channel": "chat:reset", "user": PEDRO})
+    assert (await next_frame(b))["event"] == "join"
+    # drop a's TCP connection with a reset: no WebSocket close frame, no FIN
+    transport = a._response.connection.transport
+    transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+    assert await next_frame(b) == {"type": "presence_diff", "channel": "chat:reset", "event": "leave", "user": PEDRO}
+    assert (await request(b, {"type": "presence", "channel": "chat:reset"}))["presence"] == []

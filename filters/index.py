@@ -63,31 +63,38 @@ class _Group:
     def __init__(self, flt: CompiledFilter | None, events: frozenset[str]) -> None:
         self.flt = flt
         self.events = events
-        self.subs: dict[Hashable, None] = {}
+        self.subs: dict[Hashable, int] = {}  # sub_id -> its position in ``plain``
         self.exact: EqualityHint | None = None  # the filter IS this equality: a bucket hit decides
         self.exact_range: RangeHint | None = None  # the filter IS this range: its bounds decide
         self.place: tuple = ()
-        self.plain: list[Match] | None = None  # the transition-None Match list, one hop away
+        # the transition-None Match list, kept up to date on add/remove (O(1): append, swap-remove)
+        # so that a change never builds it; buckets and range cells hold this very list
+        self.plain: list[Match] = []
         self._out: dict[Transition, list[Match]] | None = None  # other transitions, built on demand
 
     def add(self, sub_id: Hashable) -> None:
-        self.subs[sub_id] = None
-        self._out = self.plain = None
+        if sub_id in self.subs:
+            return
+        self.subs[sub_id] = len(self.plain)
+        self.plain.append(Match(sub_id, None))
+        self._out = None
 
     def remove(self, sub_id: Hashable) -> None:
-        del self.subs[sub_id]
-        self._out = self.plain = None
+        pos = self.subs.pop(sub_id)
+        last = self.plain.pop()
+        if pos < len(self.plain):
+            self.plain[pos] = last
+            self.subs[last.sub_id] = pos
+        self._out = None
 
     def matches(self, t: Transition) -> list[Match]:
-        if t is None and self.plain is not None:
+        if t is None:
             return self.plain
         if self._out is None:
             self._out = {}
         out = self._out.get(t)
         if out is None:
             out = self._out[t] = [Match(s, t) for s in self.subs]
-        if t is None:
-            self.plain = out
         return out
 
     def decide(self, view: dict) -> bool | None:
@@ -176,7 +183,7 @@ class _Buckets:
                 b = self.by_value[k] = _Bucket()
             b.groups[id(g)] = g
             b.changed()
-            self.fast[k] = b
+            self._refresh(k, b)
 
     def remove(self, g: _Group, keys: Iterable[Any]) -> None:
         self.groups.pop(id(g), None)
@@ -186,7 +193,7 @@ class _Buckets:
                 b.groups.pop(id(g), None)
                 b.changed()
                 if b.groups:
-                    self.fast[k] = b
+                    self._refresh(k, b)
                 else:
                     del self.by_value[k]
                     del self.fast[k]
@@ -197,7 +204,17 @@ class _Buckets:
             b = self.by_value.get(k)
             if b is not None:
                 b.changed()
-                self.fast[k] = b
+                self._refresh(k, b)
+
+    def _refresh(self, k: Any, b: _Bucket) -> None:
+        """A bucket of one group that the hit decides for every event type is answered by that
+        group's own (always current) Match list: no cache to build on the first change."""
+        if len(b.groups) == 1:
+            g = next(iter(b.groups.values()))
+            if g.exact is not None and g.events is ALL_EVENTS:
+                self.fast[k] = g.plain
+                return
+        self.fast[k] = b
 
     def settle(self, k: Any, b: _Bucket, typ: str) -> tuple[list[Match], list[_Group]]:
         """Resolve a bucket for ``typ``; remember its Match list if it holds for every type."""
@@ -321,7 +338,7 @@ class _RangeGrid:
                             elo, elo_incl, ehi, ehi_incl = exact
                             if ((elo <= kv if elo_incl else elo < kv)
                                     and (kv <= ehi if ehi_incl else kv < ehi)):
-                                out.extend(g.plain or g.matches(None))
+                                out.extend(g.plain)
 
 
 class SubscriptionIndex:

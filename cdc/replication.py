@@ -197,7 +197,7 @@ class ReplicationConnection:
             except psycopg.OperationalError as e:
                 raise ConnectionLost(str(e).strip()) from e
             if n > 0:
-                out.append(parse_copy_message(bytes(data)))
+                out.append(parse_copy_message(data))
                 continue
             if n == -1:
                 self._streaming = False

@@ -41,8 +41,10 @@ class Keepalive(NamedTuple):
     reply_requested: bool
 
 
-def parse_copy_message(buf: bytes) -> XLogData | Keepalive:
-    """Parse one CopyData body from the server; raise ReplicationProtocolError on anything else."""
+def parse_copy_message(buf: bytes | memoryview) -> XLogData | Keepalive:
+    """Parse one CopyData body from the server; raise ReplicationProtocolError on anything else.
+
+    ``buf`` may be a memoryview over a transient buffer: the payload is copied out exactly once."""
     if not buf:
         raise ReplicationProtocolError("empty replication message")
     kind = buf[0]
@@ -50,7 +52,7 @@ def parse_copy_message(buf: bytes) -> XLogData | Keepalive:
         if len(buf) < 25:
             raise ReplicationProtocolError(f"XLogData message too short ({len(buf)} bytes, need >= 25)")
         start, end, sent = _XLOG_HEADER.unpack_from(buf, 1)
-        return XLogData(start, end, sent, buf[25:])
+        return XLogData(start, end, sent, bytes(buf[25:]))
     if kind == _K:
         if len(buf) < 18:
             raise ReplicationProtocolError(f"keepalive message too short ({len(buf)} bytes, need 18)")

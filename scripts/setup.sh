@@ -14,7 +14,7 @@ pg_major=$(basename "$(dirname "${pg_bindir:-/usr/lib/postgresql/15/bin}")")
 [ -e "/usr/lib/postgresql/$pg_major/lib/wal2json.so" ] || need_apt+=("postgresql-$pg_major-wal2json")
 command -v pg_recvlogical >/dev/null || need_apt+=(postgresql-client)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
-command -v chromium >/dev/null || need_apt+=(chromium)
+# chromium joins this list with the browser tests of the dashboard milestone
 command -v node >/dev/null || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}"

@@ -35,7 +35,7 @@ __all__ = ["SubscriptionIndex", "Match", "ALL_EVENTS", "Transition"]
 ALL_EVENTS: frozenset[str] = frozenset({"INSERT", "UPDATE", "DELETE", "TRUNCATE"})
 Transition = Literal["enter", "stay", "leave", "unknown"] | None
 _MISSING = object()
-_K_MIN = -60  # smallest range width class: cells of 2**-60
+_K_MIN = -60  # ranges narrower than 2**-60 share the cells of 2**-63
 # a value the key functions cannot place (infinity, NaN, a date string Python cannot hold):
 # fall back to every group of that column, decided by the filters themselves
 _UNPLACEABLE = (TypeError, ValueError, AttributeError, OverflowError, ArithmeticError)
@@ -237,78 +237,107 @@ class _Buckets:
 
 
 class _RangeGrid:
-    """Two-sided ranges of one column. A range of width < 2**k is filed, in width class k, under
-    the cells floor(low / 2**k) and floor(high / 2**k) (one or two): a value looks at one cell per
-    class. Entries carry float bounds (a cheap, never-too-strict pre-check) and, when the range is
-    the whole filter, the exact bounds."""
+    """Two-sided ranges of one column, on a grid of cells per *size class*.
+
+    A range of float width w is filed in class s with ``2**s <= w < 8 * 2**s`` (s a multiple of 3),
+    in every cell ``floor(x / 2**s)`` from its low to its high end: at most 9 cells, so add and
+    remove are O(1). A value looks at one cell per class present.
+
+    The float bounds are monotone images of the exact ones, so a value whose float lies *strictly*
+    inside them lies strictly inside the exact bounds, and one outside them is outside. A group
+    whose whole filter is the range and that wants every event type (*simple*) is thus decided
+    by floats alone except when the value's float equals a bound: in the cells strictly between
+    its end cells it is filed as *covering* (its Match list is taken as is), in the end cells as a
+    simple entry. Every other group is a *general* entry: float pre-check, then its filter.
+    """
 
     __slots__ = ("key", "to_float", "classes", "counts", "groups")
 
     def __init__(self, hint: RangeHint) -> None:
         self.key = hint.key
         self.to_float = hint.to_float
-        self.classes: dict[int, dict[int, dict[int, tuple]]] = {}  # k -> cell -> {group id: entry}
-        self.counts: dict[int, int] = {}
+        # s -> cell -> ({id: covering group}, {id: simple entry}, {id: general entry}); an entry is
+        # (float lo, float hi, group, exact bounds or None)
+        self.classes: dict[int, dict[int, tuple[dict, dict, dict]]] = {}
+        self.counts: dict[int, int] = {}  # s -> groups filed in that class
         self.groups: dict[int, _Group] = {}
 
     @staticmethod
-    def cell_of(hint: RangeHint) -> tuple[int, int] | None:
-        # frexp: width < 2**k, and a float difference at or above 2**k never rounds below it; so
-        # low <= v <= high puts floor(v / 2**k) in {floor(low / 2**k), floor(high / 2**k)}
+    def cell_of(hint: RangeHint) -> tuple[int, int, int] | None:
+        """(class s, first cell, last cell), or None when the bounds cannot be placed."""
         width = max(hint.high - hint.low, 0.0)
-        k = max(math.frexp(width)[1], _K_MIN)
+        e = max(math.frexp(width)[1], _K_MIN)  # width < 2**e, and >= 2**(e-1) unless 0
+        s = 3 * ((e - 1) // 3)
         try:
-            return k, math.floor(math.ldexp(hint.low, -k))
+            first, last = math.floor(math.ldexp(hint.low, -s)), math.floor(math.ldexp(hint.high, -s))
         except (OverflowError, ValueError):
             return None
+        return (s, first, last) if 0 <= last - first <= 16 else None
 
-    def add(self, g: _Group, cell: tuple[int, int], hint: RangeHint) -> None:
-        k, c = cell
-        cells = self.classes.setdefault(k, {})
-        for at in {c, math.floor(math.ldexp(hint.high, -k))}:
-            # (float low, float high, group, exact bounds or None), read in that order per change
-            cells.setdefault(at, {})[id(g)] = (hint.low, hint.high, g, hint.exact)
-        self.counts[k] = self.counts.get(k, 0) + 1
+    def add(self, g: _Group, place: tuple[int, int, int], hint: RangeHint) -> None:
+        s, first, last = place
+        cells = self.classes.setdefault(s, {})
+        simple = hint.exact is not None and g.events is ALL_EVENTS
+        entry = (hint.low, hint.high, g, hint.exact)
+        for c in range(first, last + 1):
+            cell = cells.get(c)
+            if cell is None:
+                cell = cells[c] = ({}, {}, {})
+            if not simple:
+                cell[2][id(g)] = entry
+            elif first < c < last:
+                cell[0][id(g)] = g
+            else:
+                cell[1][id(g)] = entry
+        self.counts[s] = self.counts.get(s, 0) + 1
         self.groups[id(g)] = g
 
-    def remove(self, g: _Group, cell: tuple[int, int]) -> None:
-        k, c = cell
-        cells = self.classes.get(k, {})
-        for at in (c, c + 1):
-            b = cells.get(at)
-            if b is not None:
-                b.pop(id(g), None)
-                if not b:
-                    del cells[at]
-        n = self.counts.get(k, 0) - 1
+    def remove(self, g: _Group, place: tuple[int, int, int]) -> None:
+        s, first, last = place
+        cells = self.classes.get(s, {})
+        for c in range(first, last + 1):
+            cell = cells.get(c)
+            if cell is not None:
+                for part in cell:
+                    part.pop(id(g), None)
+                if not (cell[0] or cell[1] or cell[2]):
+                    del cells[c]
+        n = self.counts.get(s, 0) - 1
         if n > 0:
-            self.counts[k] = n
+            self.counts[s] = n
         else:
-            self.counts.pop(k, None)
-            self.classes.pop(k, None)
+            self.counts.pop(s, None)
+            self.classes.pop(s, None)
         self.groups.pop(id(g), None)
 
-    def _entries(self, f: float):
-        ldexp, floor = math.ldexp, math.floor
-        for k, cells in self.classes.items():
-            b = cells.get(floor(ldexp(f, -k)))
-            if b:
-                yield from b.values()
+    def _float_of(self, v: Any) -> tuple[Any, float]:
+        """(key, float) of a value; raises _UNPLACEABLE for absent, NaN or infinite values."""
+        if v is _MISSING:
+            raise ValueError
+        kv = self.key(v) if self.key else v
+        f = self.to_float(kv)
+        if f - f != 0.0:  # inf or NaN
+            raise ValueError
+        return kv, f
 
     def candidates(self, view: dict, column: str) -> Iterable[_Group]:
         v = view.get(column, _MISSING)
-        if v is _MISSING:
-            return self.groups.values()
         if v is None:
             return ()
         try:
-            f = self.to_float(self.key(v) if self.key else v)
-            if not math.isfinite(f):
-                return self.groups.values()
-            # float bounds are monotone images of the exact ones: the pre-check never drops a match
-            return [g for lo, hi, g, _ in self._entries(f) if lo <= f <= hi]
+            f = self._float_of(v)[1]
         except _UNPLACEABLE:
             return self.groups.values()
+        out: list[_Group] = []
+        ldexp, floor = math.ldexp, math.floor
+        for s, cells in self.classes.items():
+            cell = cells.get(floor(ldexp(f, -s)))
+            if cell is not None:
+                out.extend(cell[0].values())
+                # float bounds are monotone images of the exact ones: the pre-check never drops a match
+                out.extend(g for lo, hi, g, _ in cell[1].values() if lo <= f <= hi)
+                out.extend(g for lo, hi, g, _ in cell[2].values() if lo <= f <= hi)
+        return out
 
     def match_into(self, view: dict, column: str, typ: str, out: list[Match]) -> None:
         """Single-view matching (INSERT / DELETE): exact ranges decided inline on the value's key."""
@@ -316,29 +345,29 @@ class _RangeGrid:
         if v is None:
             return
         try:
-            if v is _MISSING:
-                raise ValueError
-            kv = self.key(v) if self.key else v
-            f = self.to_float(kv)
-            if not math.isfinite(f):
-                raise ValueError
+            kv, f = self._float_of(v)
         except _UNPLACEABLE:  # absent, NaN, infinite: every range of the column decides for itself
             for g in self.groups.values():
                 _emit(g, view, typ, out)
             return
         ldexp, floor = math.ldexp, math.floor
-        for k, cells in self.classes.items():
-            b = cells.get(floor(ldexp(f, -k)))
-            if b:
-                for lo, hi, g, exact in b.values():
-                    if lo <= f <= hi and typ in g.events:
-                        if exact is None:
-                            _emit(g, view, typ, out)
-                        else:
-                            elo, elo_incl, ehi, ehi_incl = exact
-                            if ((elo <= kv if elo_incl else elo < kv)
-                                    and (kv <= ehi if ehi_incl else kv < ehi)):
-                                out.extend(g.plain)
+        for s, cells in self.classes.items():
+            cell = cells.get(floor(ldexp(f, -s)))
+            if cell is None:
+                continue
+            covering, simple, general = cell
+            for g in covering.values():
+                out.extend(g.plain)
+            for lo, hi, g, exact in simple.values():
+                if lo < f < hi:
+                    out.extend(g.plain)
+                elif lo == f or f == hi:  # on a float bound: the exact bounds decide
+                    elo, elo_incl, ehi, ehi_incl = exact
+                    if (elo <= kv if elo_incl else elo < kv) and (kv <= ehi if ehi_incl else kv < ehi):
+                        out.extend(g.plain)
+            for lo, hi, g, _ in general.values():
+                if lo <= f <= hi:
+                    _emit(g, view, typ, out)
 
 
 class SubscriptionIndex:
@@ -443,9 +472,9 @@ class SubscriptionIndex:
                 grid = self._ranges.get(hint.column)
                 if grid is None:
                     grid = self._ranges[hint.column] = _RangeGrid(hint)
-                grid.add(g, cell, hint)
                 if hint.exact is not None:
                     g.exact_range = hint
+                grid.add(g, cell, hint)
                 g.place = ("range", hint.column, cell)
                 return
         g.place = ("scan",)

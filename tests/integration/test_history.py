@@ -109,6 +109,18 @@ async def test_retention_by_count_drops_the_oldest_and_moves_bounds(make_history
         assert (await cur.fetchone())[0] == 3
 
 
+async def test_a_batch_larger_than_the_count_limit_is_trimmed_on_read(make_history):
+    h = await make_history()
+    keep3 = Retention(max_count=3)
+    # one batch of 10 (submitted in one turn): the statement's trim cannot see its own inserts
+    stored = [h.submit("big", "e", i, publisher=None, retention=keep3) for i in range(10)]
+    assert [p.offset for p in await asyncio.gather(*stored)] == list(range(1, 11))
+    page = await h.read("big", limit=50, retention=keep3)
+    assert [m.offset for m in page.messages] == [8, 9, 10]
+    assert [m.offset for m in (await h.read("big", since=0, retention=keep3)).messages] == [8, 9, 10]
+    assert await h.bounds("big", retention=keep3) == (8, 10)
+
+
 async def test_retention_by_age_hides_old_messages_at_once_and_the_sweeper_deletes_them(make_history, pool):
     h = await make_history(sweep_interval=0.1)
     rule = Retention(max_age_seconds=60)

@@ -114,13 +114,16 @@ class Node:
             config = await self._channels.get(channel)
             page = await self._history.read(channel, since=first - 1, limit=min(last - first + 1, 1000),
                                             retention=self._retention(config))
-        except Exception as e:
-            _log.warning("filling a hole from history failed", channel=channel, error=repr(e))
-            page = None
+        except Exception as e:   # try again later: skipping now would lose committed messages
+            _log.warning("filling a hole from history failed; retrying", channel=channel, error=repr(e))
+            if self._sequencers.get(channel) is seq and channel not in self._hole_checks:
+                self._hole_checks[channel] = asyncio.get_running_loop().call_later(
+                    self._reorder_timeout, self._check_hole, channel)
+            return
         if self._sequencers.get(channel) is not seq:
             return
         ready = []
-        for pub in page.messages if page else []:
+        for pub in page.messages:
             ready += seq.push(pub)
         if seq.missing() == hole:   # history does not have them (retention): move on
             _log.warning("skipping offsets history no longer has", channel=channel, first=first, last=last)

@@ -75,3 +75,26 @@ async def test_a_message_replayed_to_a_joiner_is_not_sent_again_when_it_arrives_
         assert (await request(pb, {"type": "publish", "channel": "room", "event": "e", "payload": i}))["offset"] == i
     assert [(await next_frame(watcher))["offset"] for _ in range(3)] == [1, 2, 3]
     assert [(await next_frame(joiner))["offset"] for _ in range(3)] == [1, 2, 3]
+
+
+async def test_a_hole_is_not_skipped_when_reading_history_fails_for_a_moment(start_gateway, http, make_key):
+    import psycopg
+
+    bus = MemoryBus()
+    node_a = await start_gateway(app_kwargs={"bus": bus})
+    node_b = await start_gateway(app_kwargs={"bus": bus})
+    cut_off = await start_gateway()
+    key = await make_key()
+    sub = await http.ws_connect(node_a.ws_url, params={"apiKey": key})
+    await join(sub, "room")
+    lost = await http.ws_connect(cut_off.ws_url, params={"apiKey": key})
+    pb = await http.ws_connect(node_b.ws_url, params={"apiKey": key})
+    assert (await request(lost, {"type": "publish", "channel": "room", "event": "e", "payload": 1}))["offset"] == 1
+    async with await psycopg.AsyncConnection.connect(node_a.dsn, autocommit=True) as conn:
+        assert (await request(pb, {"type": "publish", "channel": "room", "event": "e", "payload": 2}))["offset"] == 2
+        # node A holds 2 and will read 1 from history after ~0.5 s: make that read fail
+        await conn.execute("ALTER TABLE nuvem_realtime.history RENAME TO history_away")
+        await asyncio.sleep(0.9)
+        await conn.execute("ALTER TABLE nuvem_realtime.history_away RENAME TO history")
+    got = [await next_frame(sub) for _ in range(2)]
+    assert [(f["offset"], f["payload"]) for f in got] == [(1, 1), (2, 2)]

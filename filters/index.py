@@ -55,6 +55,9 @@ class Match(NamedTuple):
     transition: Transition
 
 
+_new_match = tuple.__new__  # Match(s, t) without the Python-level NamedTuple __new__
+
+
 class _Group:
     """Subscriptions sharing one filter and event set; ``decide(view)`` -> True / False / None."""
 
@@ -76,7 +79,7 @@ class _Group:
         if sub_id in self.subs:
             return
         self.subs[sub_id] = len(self.plain)
-        self.plain.append(Match(sub_id, None))
+        self.plain.append(_new_match(Match, (sub_id, None)))
         self._out = None
 
     def remove(self, sub_id: Hashable) -> None:
@@ -94,7 +97,7 @@ class _Group:
             self._out = {}
         out = self._out.get(t)
         if out is None:
-            out = self._out[t] = [Match(s, t) for s in self.subs]
+            out = self._out[t] = [_new_match(Match, (s, t)) for s in self.subs]
         return out
 
     def decide(self, view: dict) -> bool | None:
@@ -124,29 +127,33 @@ class _Bucket:
     """The groups filed under one (column, value), with per-event-type results cached: the Match
     list of groups the hit decides by itself, and the groups that still need their filter."""
 
-    __slots__ = ("groups", "_cache")
+    __slots__ = ("groups", "_cache", "_stay")
 
     def __init__(self) -> None:
         self.groups: dict[int, _Group] = {}
-        self._cache: dict[str, tuple[list[Match], list[_Group], list[Match], list[_Group]]] | None = None
+        self._cache: dict[str, tuple[list[Match], list[_Group], list[_Group]]] | None = None
+        self._stay: dict[str, list[Match]] | None = None
 
     def changed(self) -> None:
-        self._cache = None
+        self._cache = self._stay = None
 
     def resolved(self, typ: str) -> tuple[list[Match], list[_Group]]:
         """(Match list of the groups this hit decides, groups that still need their filter)."""
-        r = self._resolve(typ)
+        r = self.resolve(typ)
         return r[0], r[1]
 
     def resolved_stay(self, typ: str) -> tuple[list[Match], list[_Group]]:
         """The same for an UPDATE whose old and new values both fall in this bucket."""
-        r = self._resolve(typ)
-        return r[2], r[1]
+        r = self.resolve(typ)
+        if self._stay is None:
+            self._stay = {}
+        stay = self._stay.get(typ)
+        if stay is None:
+            stay = self._stay[typ] = [m for g in r[2] for m in g.matches("stay")]
+        return stay, r[1]
 
-    def decided_groups(self, typ: str) -> list[_Group]:
-        return self._resolve(typ)[3]
-
-    def _resolve(self, typ: str) -> tuple[list[Match], list[_Group], list[Match], list[_Group]]:
+    def resolve(self, typ: str) -> tuple[list[Match], list[_Group], list[_Group]]:
+        """(Match list of the decided groups, undecided groups, decided groups) for ``typ``."""
         if self._cache is None:
             self._cache = {}
         cached = self._cache.get(typ)
@@ -156,9 +163,8 @@ class _Bucket:
             for g in self.groups.values():
                 if typ in g.events:
                     (decided if g.exact is not None else undecided).append(g)
-            cached = self._cache[typ] = (
-                [m for g in decided for m in g.matches(None)], undecided,
-                [m for g in decided for m in g.matches("stay")], decided)
+            matches = decided[0].plain if len(decided) == 1 else [m for g in decided for m in g.plain]
+            cached = self._cache[typ] = (matches, undecided, decided)
         return cached
 
 
@@ -320,24 +326,29 @@ class _RangeGrid:
             raise ValueError
         return kv, f
 
-    def candidates(self, view: dict, column: str) -> Iterable[_Group]:
-        v = view.get(column, _MISSING)
+    def split(self, v: Any) -> tuple[dict[int, _Group], list[_Group]]:
+        """For a value: (simple groups it satisfies, general groups whose float bounds hold it,
+        to be decided by their filters). Raises _UNPLACEABLE for an absent, NaN or infinite value."""
         if v is None:
-            return ()
-        try:
-            f = self._float_of(v)[1]
-        except _UNPLACEABLE:
-            return self.groups.values()
-        out: list[_Group] = []
+            return {}, []
+        kv, f = self._float_of(v)
+        true: dict[int, _Group] = {}
+        general: list[_Group] = []
         ldexp, floor = math.ldexp, math.floor
         for s, cells in self.classes.items():
             cell = cells.get(floor(ldexp(f, -s)))
-            if cell is not None:
-                out.extend(cell[0].values())
-                # float bounds are monotone images of the exact ones: the pre-check never drops a match
-                out.extend(g for lo, hi, g, _ in cell[1].values() if lo <= f <= hi)
-                out.extend(g for lo, hi, g, _ in cell[2].values() if lo <= f <= hi)
-        return out
+            if cell is None:
+                continue
+            true.update(cell[0])
+            for gid, (lo, hi, g, exact) in cell[1].items():
+                if lo < f < hi:
+                    true[gid] = g
+                elif lo == f or f == hi:
+                    elo, elo_incl, ehi, ehi_incl = exact
+                    if (elo <= kv if elo_incl else elo < kv) and (kv <= ehi if ehi_incl else kv < ehi):
+                        true[gid] = g
+            general.extend(g for lo, hi, g, _ in cell[2].values() if lo <= f <= hi)
+        return true, general
 
     def match_into(self, view: dict, column: str, typ: str, out: list[Match]) -> None:
         """Single-view matching (INSERT / DELETE): exact ranges decided inline on the value's key."""
@@ -533,7 +544,8 @@ class SubscriptionIndex:
                     if bn is not None:
                         decided, undecided = bn.resolved(typ)
                         out.extend(decided)
-                        generic.update((id(g), g) for g in undecided)
+                        for g in undecided:
+                            generic[id(g)] = g
                     continue
                 bo = None if vo is None else b.by_value.get(b.key(vo) if b.key else vo)
             except _UNPLACEABLE:
@@ -542,25 +554,46 @@ class SubscriptionIndex:
             if bn is not None and bn is bo:
                 stay, undecided = bn.resolved_stay(typ)
                 out.extend(stay)
-                generic.update((id(g), g) for g in undecided)
+                for g in undecided:
+                    generic[id(g)] = g
                 continue
             if bn is not None:
                 old_groups = bo.groups if bo is not None else {}
-                for g in bn.decided_groups(typ):
+                _, undecided, decided_groups = bn.resolve(typ)
+                for g in decided_groups:
                     out.extend(g.matches("stay" if id(g) in old_groups else "enter"))
-                generic.update((id(g), g) for g in bn.resolved(typ)[1])
+                for g in undecided:
+                    generic[id(g)] = g
             if bo is not None:
                 new_groups = bn.groups if bn is not None else {}
-                for g in bo.decided_groups(typ):
+                _, undecided, decided_groups = bo.resolve(typ)
+                for g in decided_groups:
                     if id(g) not in new_groups:
                         out.extend(g.matches("leave"))
-                generic.update((id(g), g) for g in bo.resolved(typ)[1])
-        for column, grid in self._ranges.items():
-            for g in grid.candidates(new, column):
-                generic[id(g)] = g
-            if old is not None:
-                for g in grid.candidates(old, column):
+                for g in undecided:
                     generic[id(g)] = g
+        for column, grid in self._ranges.items():
+            vo = _MISSING if old is None else old.get(column, _MISSING)
+            try:
+                true_new, general = grid.split(new.get(column, _MISSING))
+                true_old, general_old = (None, ()) if vo is _MISSING else grid.split(vo)
+            except _UNPLACEABLE:  # every range of the column decides for itself
+                generic.update(grid.groups)
+                continue
+            for g in general:
+                generic[id(g)] = g
+            for g in general_old:
+                generic[id(g)] = g
+            # simple groups (the filter is the range, every event type): decided by the grid
+            if true_old is None:  # old membership unknown
+                for g in true_new.values():
+                    out.extend(g.plain)
+                continue
+            for gid, g in true_new.items():
+                out.extend(g.matches("stay" if gid in true_old else "enter"))
+            for gid, g in true_old.items():
+                if gid not in true_new:
+                    out.extend(g.matches("leave"))
         for g in generic.values():
             if typ not in g.events:
                 continue

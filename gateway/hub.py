@@ -58,14 +58,32 @@ class Outbox:
         self._backlog.append(frame)
         self._backlog_bytes += len(frame)
         if len(self._backlog) > self._max_messages or self._backlog_bytes > self._max_bytes:
-            self.close()
-            self._on_overflow()
+            self.overflow()
         elif self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
 
     @property
     def queued(self) -> int:
         return len(self._backlog)
+
+    def overflow(self) -> None:
+        """Give up on this connection as a slow consumer: drop what is queued, call on_overflow once."""
+        if not self.closed:
+            self.close()
+            self._on_overflow()
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until nothing waits in our queue (what the socket buffers is fine), for paced
+        bulk sends such as a replay. False if the outbox closed or, after ``timeout`` s without
+        draining, it was given up on as a slow consumer."""
+        waited = 0.0
+        while self._backlog and not self.closed:
+            if waited >= timeout:
+                self.overflow()
+                break
+            await asyncio.sleep(self._POLL)
+            waited += self._POLL
+        return not self.closed
 
     def close(self) -> None:
         """Stop sending and drop what is queued."""
@@ -166,10 +184,12 @@ class Hub:
             subs = self._channels.get(channel)
             if not subs:
                 continue
-            chunks = [items[0][1]] if len(items) == 1 else _coalesce(items)
+            chunks = [items[0][1]] if len(items) == 1 else coalesce(items)
             for sub in subs.values():   # sends never block nor change subscriptions synchronously
                 if sub.buffer is not None:
                     sub.buffer.extend(items)
+                    if len(sub.buffer) > MAX_HELD:   # the join's replay cannot keep up with the channel
+                        sub.outbox.overflow()
                 elif sub.replayed_through:
                     _send_after_replay(sub, items)
                 else:
@@ -184,6 +204,7 @@ class Hub:
 
 
 _CHUNK = 64 << 10
+MAX_HELD = 10_000   # live messages held for one joining subscription while its replay is sent
 
 
 def _send_after_replay(sub: Subscription, items: list[tuple[int | None, bytes]]) -> None:
@@ -191,11 +212,11 @@ def _send_after_replay(sub: Subscription, items: list[tuple[int | None, bytes]])
     fresh = [(o, f) for o, f in items if o is None or o > sub.replayed_through]
     if any(o is not None for o, _ in fresh):
         sub.replayed_through = 0
-    for data in _coalesce(fresh) if fresh else ():
+    for data in coalesce(fresh) if fresh else ():
         sub.outbox.send(data)
 
 
-def _coalesce(items: list[tuple[int | None, bytes]]) -> list[bytes]:
+def coalesce(items: list[tuple[int | None, bytes]]) -> list[bytes]:
     """Join consecutive frames into writes of at most 64 KiB (a bigger frame is a write alone),
     so one write never bypasses a send queue's bounds by much."""
     chunks: list[bytes] = []

@@ -25,7 +25,7 @@ from gateway.broker import Broker
 from gateway.channels import validate_channel_name
 from gateway.errors import NuvemError
 from gateway.history import History, HistoryPage, Publication, Retention
-from gateway.hub import Hub, Subscription
+from gateway.hub import Hub, Subscription, coalesce
 from gateway.presence import PresenceStore
 
 if TYPE_CHECKING:
@@ -43,7 +43,8 @@ MAX_EVENT_LENGTH = 200
 class Node:
     def __init__(self, *, broker: Broker, presence: PresenceStore, history: History, limits: "Limits",
                  channels: "ChannelRegistry", default_retention: Retention, presence_ttl: float = 30.0,
-                 node_id: str | None = None, reorder_timeout: float = 0.5) -> None:
+                 node_id: str | None = None, reorder_timeout: float = 0.5,
+                 replay_drain_timeout: float = 30.0) -> None:
         self.node_id = node_id or uuid.uuid4().hex[:12]
         self.hub = Hub()
         self._broker = broker
@@ -59,6 +60,7 @@ class Node:
         self._hole_checks: dict[str, asyncio.TimerHandle] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._reorder_timeout = reorder_timeout
+        self._replay_drain_timeout = replay_drain_timeout   # a replay waiting this long on a client: slow_consumer
         self._refresher: asyncio.Task[None] | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -234,29 +236,38 @@ class Node:
 
     async def _replay(self, sub: Subscription, *, since: int | None, last: int | None,
                       retention: Retention) -> int:
-        """Send the replayed messages; return the offset of the last one sent (or ``since``)."""
+        """Send the replayed messages, paced by what the client reads (a long replay must not
+        overflow the send queue of a client that is reading); return the offset of the last one
+        sent (or ``since``)."""
         channel = sub.channel
         cursor = since if since is not None else 0
         if since is not None:
             while True:
                 page = await self._history.read(channel, limit=_REPLAY_PAGE, since=cursor, retention=retention)
-                self._send_replayed(sub, page.messages)
+                if not await self._send_replayed(sub, page.messages):
+                    break
                 if page.messages:
                     cursor = page.messages[-1].offset
                 if len(page.messages) < _REPLAY_PAGE:
                     break
         else:
             page = await self._history.read(channel, limit=min(int(last or 0), 1000), retention=retention)
-            self._send_replayed(sub, page.messages)
+            await self._send_replayed(sub, page.messages)
             if page.messages:
                 cursor = page.messages[-1].offset
         return cursor
 
-    def _send_replayed(self, sub: Subscription, messages: list[Publication]) -> None:
-        for pub in messages:
-            sub.outbox.send(_frame(protocol.Message(
-                channel=pub.channel, offset=pub.offset, event=pub.event, payload=pub.payload,
-                published_at=pub.published_at, publisher=pub.publisher)))
+    async def _send_replayed(self, sub: Subscription, messages: list[Publication]) -> bool:
+        """Write in chunks of at most 64 KiB, each once the previous one left our queue; False
+        if the connection was closed meanwhile (or given up on as a slow consumer)."""
+        frames = [(pub.offset, _frame(protocol.Message(
+            channel=pub.channel, offset=pub.offset, event=pub.event, payload=pub.payload,
+            published_at=pub.published_at, publisher=pub.publisher))) for pub in messages]
+        for chunk in coalesce(frames) if frames else ():
+            if not await sub.outbox.drained(self._replay_drain_timeout):
+                return False
+            sub.outbox.send(chunk)
+        return not sub.outbox.closed
 
     async def unsubscribe(self, sub: Subscription) -> None:
         """Leave: untrack presence if tracked, stop delivering, release the channel lease."""

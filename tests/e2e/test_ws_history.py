@@ -80,3 +80,20 @@ async def test_since_at_the_latest_offset_replays_nothing(ws_connect, make_key):
     await _publish(publisher, "quiet", 1)
     # the first thing after the join is the new live message, not a replay
     assert (await next_frame(ws))["offset"] == 3
+
+
+async def test_a_long_replay_to_a_client_that_reads_is_paced_not_a_slow_consumer(start_gateway, http, make_key):
+    server = await start_gateway(send_queue_max_messages=20, send_queue_max_bytes=1 << 20)
+    key = await make_key()
+    publisher = await http.ws_connect(server.ws_url, params={"apiKey": key})
+    blob = "x" * 30000
+    for i in range(400):   # ~12 MB of history: far more than the socket buffers plus a 20-write queue
+        await publisher.send_json({"type": "publish", "ref": i, "channel": "backlog", "event": "e",
+                                   "payload": {"i": i, "blob": blob}})
+    for _ in range(400):
+        assert (await next_frame(publisher))["type"] == "ack"
+    reader = await http.ws_connect(server.ws_url, params={"apiKey": key})
+    await join(reader, "backlog", since=0)
+    got = [(await next_frame(reader))["payload"]["i"] for _ in range(400)]
+    assert got == list(range(400))
+    assert (await request(reader, {"type": "ping"}))["type"] == "pong"   # still connected

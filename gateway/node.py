@@ -94,9 +94,7 @@ class Node:
                 self._reorder_timeout, self._check_hole, pub.channel)
 
     def _fan_out(self, pub: Publication) -> None:
-        msg = protocol.Message(channel=pub.channel, offset=pub.offset, event=pub.event, payload=pub.payload,
-                               published_at=pub.published_at, publisher=pub.publisher)
-        self.hub.broadcast(pub.channel, protocol.ws_text_frame(protocol.encode(msg)), pub.offset)
+        self.hub.broadcast(pub.channel, _message_frame(pub), pub.offset)
 
     def _check_hole(self, channel: str) -> None:
         self._hole_checks.pop(channel, None)
@@ -260,9 +258,7 @@ class Node:
     async def _send_replayed(self, sub: Subscription, messages: list[Publication]) -> bool:
         """Write in chunks of at most 64 KiB, each once the previous one left our queue; False
         if the connection was closed meanwhile (or given up on as a slow consumer)."""
-        frames = [(pub.offset, _frame(protocol.Message(
-            channel=pub.channel, offset=pub.offset, event=pub.event, payload=pub.payload,
-            published_at=pub.published_at, publisher=pub.publisher))) for pub in messages]
+        frames = [(pub.offset, _message_frame(pub)) for pub in messages]
         for chunk in coalesce(frames) if frames else ():
             if not await sub.outbox.drained(self._replay_drain_timeout):
                 return False
@@ -365,6 +361,12 @@ def _check_storable(event: str, payload: Any, publisher: str | None) -> None:
 
 def _frame(frame: protocol.ServerFrame) -> bytes:
     return protocol.ws_text_frame(protocol.encode(frame))
+
+
+def _message_frame(pub: Publication) -> bytes:
+    """The complete WebSocket frame of a ``message``, live or replayed."""
+    return _frame(protocol.Message(channel=pub.channel, offset=pub.offset, event=pub.event, payload=pub.payload,
+                                   published_at=pub.published_at, publisher=pub.publisher))
 
 
 class _Sequencer:

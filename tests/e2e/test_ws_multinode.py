@@ -39,15 +39,21 @@ async def test_messages_presence_and_offsets_cross_nodes(start_gateway, http, ma
     assert (await request(b, {"type": "presence", "channel": "room"}))["presence"] == [{"userId": "u1"}]
 
 
-async def test_a_message_that_never_reaches_a_node_is_filled_in_from_history(start_gateway, http, make_key):
+async def _two_nodes_and_a_cut_off_one(start_gateway, http, make_key):
+    """Nodes A and B share a bus; a third commits to the same history but its broker reaches no
+    one. Returns node A, node B, a key, a client joined to "room" on A, a client on the cut-off node."""
     bus = MemoryBus()
     node_a = await start_gateway(app_kwargs={"bus": bus})
     node_b = await start_gateway(app_kwargs={"bus": bus})
-    cut_off = await start_gateway()                  # commits to the same history, but its broker reaches no one
+    cut_off = await start_gateway()
     key = await make_key()
-    sub = await http.ws_connect(node_a.ws_url, params={"apiKey": key})
-    await join(sub, "room")
-    lost = await http.ws_connect(cut_off.ws_url, params={"apiKey": key})
+    on_a = await http.ws_connect(node_a.ws_url, params={"apiKey": key})
+    await join(on_a, "room")
+    return node_a, node_b, key, on_a, await http.ws_connect(cut_off.ws_url, params={"apiKey": key})
+
+
+async def test_a_message_that_never_reaches_a_node_is_filled_in_from_history(start_gateway, http, make_key):
+    node_a, node_b, key, sub, lost = await _two_nodes_and_a_cut_off_one(start_gateway, http, make_key)
     assert (await request(lost, {"type": "publish", "channel": "room", "event": "e", "payload": "lost"}))["offset"] == 1
     pb = await http.ws_connect(node_b.ws_url, params={"apiKey": key})
     assert (await request(pb, {"type": "publish", "channel": "room", "event": "e", "payload": "late"}))["offset"] == 2
@@ -59,14 +65,7 @@ async def test_a_message_that_never_reaches_a_node_is_filled_in_from_history(sta
 async def test_a_message_replayed_to_a_joiner_is_not_sent_again_when_it_arrives_live(start_gateway, http, make_key):
     """The since seam: offset 1 is committed (so the join's replay reads it) but reaches this
     node's subscribers only later (filled from history): the joiner gets it once."""
-    bus = MemoryBus()
-    node_a = await start_gateway(app_kwargs={"bus": bus})
-    node_b = await start_gateway(app_kwargs={"bus": bus})
-    cut_off = await start_gateway()
-    key = await make_key()
-    watcher = await http.ws_connect(node_a.ws_url, params={"apiKey": key})
-    await join(watcher, "room")                      # node A is subscribed to the channel
-    lost = await http.ws_connect(cut_off.ws_url, params={"apiKey": key})
+    node_a, node_b, key, watcher, lost = await _two_nodes_and_a_cut_off_one(start_gateway, http, make_key)
     assert (await request(lost, {"type": "publish", "channel": "room", "event": "e", "payload": 1}))["offset"] == 1
     joiner = await http.ws_connect(node_a.ws_url, params={"apiKey": key})
     await join(joiner, "room", since=0)              # replays offset 1 from history
@@ -80,14 +79,7 @@ async def test_a_message_replayed_to_a_joiner_is_not_sent_again_when_it_arrives_
 async def test_a_hole_is_not_skipped_when_reading_history_fails_for_a_moment(start_gateway, http, make_key):
     import psycopg
 
-    bus = MemoryBus()
-    node_a = await start_gateway(app_kwargs={"bus": bus})
-    node_b = await start_gateway(app_kwargs={"bus": bus})
-    cut_off = await start_gateway()
-    key = await make_key()
-    sub = await http.ws_connect(node_a.ws_url, params={"apiKey": key})
-    await join(sub, "room")
-    lost = await http.ws_connect(cut_off.ws_url, params={"apiKey": key})
+    node_a, node_b, key, sub, lost = await _two_nodes_and_a_cut_off_one(start_gateway, http, make_key)
     pb = await http.ws_connect(node_b.ws_url, params={"apiKey": key})
     assert (await request(lost, {"type": "publish", "channel": "room", "event": "e", "payload": 1}))["offset"] == 1
     async with await psycopg.AsyncConnection.connect(node_a.dsn, autocommit=True) as conn:

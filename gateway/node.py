@@ -211,6 +211,10 @@ class Node:
             if subscribing is not None:
                 await asyncio.shield(subscribing)
             earliest, latest = await self._history.bounds(channel, retention=retention)
+            if since is not None and since > latest:   # not an offset of this channel's history
+                raise NuvemError(
+                    "invalid_request", f"since={since} is past the latest offset {latest} of {channel!r};"
+                    " join with an offset you received, or without since", field="since", latestOffset=latest)
             if since is not None and since < earliest - 1 and since < latest:
                 raise NuvemError(
                     "history_gap", f"messages {since + 1}-{earliest - 1} of {channel!r} were dropped by "

@@ -97,3 +97,15 @@ async def test_a_long_replay_to_a_client_that_reads_is_paced_not_a_slow_consumer
     got = [(await next_frame(reader))["payload"]["i"] for _ in range(400)]
     assert got == list(range(400))
     assert (await request(reader, {"type": "ping"}))["type"] == "pong"   # still connected
+
+
+async def test_since_past_the_latest_offset_is_refused_not_a_silent_drop(ws_connect, make_key):
+    key = await make_key()
+    publisher, reader = await ws_connect(key), await ws_connect(key)
+    await _publish(publisher, "ahead", 2)
+    err = await request(reader, {"type": "join", "channel": "ahead", "since": 50})
+    assert err["type"] == "error" and err["error"]["code"] == "invalid_request", err
+    assert err["error"]["field"] == "since" and err["error"]["latestOffset"] == 2, err
+    await join(reader, "ahead", since=2)             # not joined by the refusal: joining works
+    await _publish(publisher, "ahead", 1)
+    assert (await next_frame(reader))["offset"] == 3

@@ -330,10 +330,15 @@ class Node:
         return out
 
     async def _refresh_presence(self) -> None:
+        """Keep this node's presence entries alive; publish the leave of entries that expired
+        (their node died) on the channels this node has subscribers on."""
         while True:
             await asyncio.sleep(self._presence_ttl / 3)
             try:
                 await self._presence.refresh(list(self._tracked))
+                for channel in list(self.hub.channels()):
+                    for user in await self._presence.expire(channel):
+                        await self._broker.publish_presence(channel, "leave", user)
             except Exception as e:
                 _log.warning("presence refresh failed", error=repr(e))
 

@@ -7,7 +7,11 @@ on one node ("<node_id>:<conn_id>"). Contract of every implementation (memory no
 - ``untrack`` removes it and returns the user object it held, or None.
 - Entries expire ``ttl`` seconds after they were last tracked or refreshed: the owning node
   calls ``refresh(conn_keys)`` more often than the TTL, so entries of a node that died
-  disappear on their own. ``list`` and ``count`` never return expired entries.
+  disappear on their own. ``list`` and ``count`` never return expired entries, ``untrack``
+  ignores them (returns None) and ``refresh`` does not bring them back.
+- ``expire(channel)`` removes the channel's expired entries and returns their user objects;
+  each expired entry is returned by exactly ONE call, from any node (atomic), so exactly one
+  node publishes its leave. Nodes call it for the channels they have subscribers on.
 - Diff events are not the store's job: the node publishes join/leave through the broker.
 """
 
@@ -32,3 +36,6 @@ class PresenceStore(Protocol):
 
     async def refresh(self, entries: Iterable[tuple[str, str]]) -> None:
         """Extend the TTL of these (channel, conn_key) entries."""
+
+    async def expire(self, channel: str) -> list[dict[str, Any]]:
+        """Remove the channel's expired entries; their user objects, each to one caller only."""

@@ -11,33 +11,34 @@ class MemoryPresence:
     def __init__(self, ttl: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl = ttl
         self._clock = clock
-        # channel -> conn_key -> (user, expires_at); dicts keep insertion (track) order
+        # channel -> conn_key -> (user, expires_at); dicts keep insertion (track) order.
+        # Expired entries stay until ``expire`` hands them out (for their leave diff).
         self._entries: dict[str, dict[str, tuple[dict[str, Any], float]]] = {}
 
     async def track(self, channel: str, conn_key: str, user: dict[str, Any]) -> bool:
         entries = self._entries.setdefault(channel, {})
-        self._expire(channel)
-        is_new = conn_key not in entries
+        held = entries.get(conn_key)
+        is_new = held is None or held[1] <= self._clock()
         entries[conn_key] = (user, self._clock() + self._ttl)
         return is_new
 
     async def untrack(self, channel: str, conn_key: str) -> dict[str, Any] | None:
-        self._expire(channel)
         entries = self._entries.get(channel)
-        if not entries or conn_key not in entries:
+        held = entries.get(conn_key) if entries else None
+        if held is None or held[1] <= self._clock():   # absent, or expired: expire() reports it
             return None
-        user, _ = entries.pop(conn_key)
+        del entries[conn_key]  # type: ignore[union-attr]
         if not entries:
             del self._entries[channel]
-        return user
+        return held[0]
 
     async def list(self, channel: str) -> list[dict[str, Any]]:
-        self._expire(channel)
-        return [user for user, _ in self._entries.get(channel, {}).values()]
+        now = self._clock()
+        return [user for user, exp in self._entries.get(channel, {}).values() if exp > now]
 
     async def count(self, channel: str) -> int:
-        self._expire(channel)
-        return len(self._entries.get(channel, {}))
+        now = self._clock()
+        return sum(1 for _, exp in self._entries.get(channel, {}).values() if exp > now)
 
     async def refresh(self, entries: Iterable[tuple[str, str]]) -> None:
         now = self._clock()
@@ -47,12 +48,13 @@ class MemoryPresence:
             if held is not None and held[1] > now:  # an expired entry stays expired
                 self._entries[channel][conn_key] = (held[0], expires)
 
-    def _expire(self, channel: str) -> None:
+    async def expire(self, channel: str) -> list[dict[str, Any]]:
         entries = self._entries.get(channel)
         if not entries:
-            return
+            return []
         now = self._clock()
-        for key in [k for k, (_, exp) in entries.items() if exp <= now]:
-            del entries[key]
+        gone = [k for k, (_, exp) in entries.items() if exp <= now]
+        users = [entries.pop(k)[0] for k in gone]
         if not entries:
             del self._entries[channel]
+        return users

@@ -90,3 +90,23 @@ async def test_a_hole_is_not_skipped_when_reading_history_fails_for_a_moment(sta
         await conn.execute("ALTER TABLE nuvem_realtime.history_away RENAME TO history")
     got = [await next_frame(sub) for _ in range(2)]
     assert [(f["offset"], f["payload"]) for f in got] == [(1, 1), (2, 2)]
+
+
+async def test_the_presence_of_a_dead_node_expires_with_a_leave(start_gateway, http, make_key):
+    presence = MemoryPresence(ttl=0.6)
+    node_a = await start_gateway(presence_ttl=0.6, app_kwargs={"bus": MemoryBus(), "presence": presence})
+    key = await make_key()
+    watcher = await http.ws_connect(node_a.ws_url, params={"apiKey": key})
+    alive = await http.ws_connect(node_a.ws_url, params={"apiKey": key})
+    await join(watcher, "room")
+    await join(alive, "room")
+    await request(alive, {"type": "track", "channel": "room", "user": {"userId": "alive"}})
+    assert (await next_frame(watcher))["user"] == {"userId": "alive"}
+    # tracked by a node that then died: nobody refreshes its entry
+    await presence.track("room", "dead-node:1", {"userId": "ghost"})
+    diff = await next_frame(watcher, timeout=3)
+    assert diff == {"type": "presence_diff", "channel": "room", "event": "leave", "user": {"userId": "ghost"}}
+    await asyncio.sleep(1.0)                         # the live node's entry is refreshed, not expired
+    others: list[dict] = []
+    reply = await request(watcher, {"type": "presence", "channel": "room"}, others=others)
+    assert reply["presence"] == [{"userId": "alive"}] and others == []   # and no leave for it

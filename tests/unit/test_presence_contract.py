@@ -56,3 +56,19 @@ async def test_an_expired_entry_is_not_resurrected_by_refresh(store_and_clock):
     clock.now += 11
     await store.refresh([("room", "n:1")])
     assert await store.list("room") == []
+
+
+async def test_expire_hands_out_each_expired_entry_once_for_its_leave(store_and_clock):
+    store, clock = store_and_clock
+    await store.track("room", "alive:1", {"userId": "a"})
+    await store.track("room", "dead:1", {"userId": "b"})
+    await store.track("room", "dead:2", {"userId": "c"})
+    assert await store.expire("room") == []          # nothing expired yet
+    clock.now += 8
+    await store.refresh([("room", "alive:1")])
+    clock.now += 3
+    assert await store.untrack("room", "dead:2") is None   # expired: the reaper reports it, not untrack
+    assert sorted(u["userId"] for u in await store.expire("room")) == ["b", "c"]
+    assert await store.expire("room") == []          # once only
+    assert await store.list("room") == [{"userId": "a"}] and await store.count("room") == 1
+    assert await store.expire("nowhere") == []

@@ -185,6 +185,9 @@ class _Session:
                 self._send(protocol.error_frame(e.code, e.message, **e.details))
                 self._closing = asyncio.get_running_loop().create_task(self._close("unauthorized", e.message))
             return False
+        except Exception as e:   # a bug or a backend failure must not end the periodic checks
+            _log.warning("credential check failed", conn=self.conn_key, error=repr(e))
+            return True
         return True
 
     def _on_slow(self) -> None:

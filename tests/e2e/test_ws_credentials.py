@@ -74,3 +74,20 @@ async def test_a_channel_outside_the_keys_patterns_is_forbidden_naming_what_is_a
         assert err["error"]["code"] == "forbidden" and err["error"]["channel"] == "orders:1", err
         assert "chat:*" in err["error"]["message"] and "publishable key" in err["error"]["message"], err
     await join(ws, "chat:1")
+
+
+async def test_a_failing_credential_check_keeps_the_connection_and_checks_again(start_gateway, http):
+    import psycopg
+
+    gw = await start_gateway(auth_check_interval=0.2)
+    store = KeyStore(gw.app[DB])
+    key, record = await store.create(plan="free")
+    ws = await http.ws_connect(gw.ws_url, params={"apiKey": key})
+    async with await psycopg.AsyncConnection.connect(gw.dsn, autocommit=True) as conn:
+        await conn.execute("ALTER TABLE nuvem_realtime.api_keys RENAME TO api_keys_away")   # lookups fail
+        await asyncio.sleep(1.5)                     # past the key cache: several failed checks
+        assert (await request(ws, {"type": "ping"}))["type"] == "pong"   # not the client's fault: still open
+        await conn.execute("ALTER TABLE nuvem_realtime.api_keys_away RENAME TO api_keys")
+    await store.revoke(record.key_id)                # and the checks still run afterwards
+    err, close = await _closed_with(ws, timeout=4)
+    assert err["error"]["code"] == "unauthorized" and close.data == 4001

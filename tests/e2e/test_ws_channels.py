@@ -78,6 +78,9 @@ async def test_channel_outside_the_keys_patterns_is_forbidden_and_connection_sta
                   {"type": "publish", "channel": "orders:live", "event": "e", "payload": {}}):
         err = await request(ws, frame)
         assert err["type"] == "error" and err["error"]["code"] == "forbidden", err
+        # the message says what the key allows (principal.require_access)
+        assert err["error"]["channel"] == "orders:live" and "chat:*" in err["error"]["message"], err
+        assert "publishable key" in err["error"]["message"], err
     await join(ws, "chat:room")
     reply = await request(ws, {"type": "publish", "channel": "chat:room", "event": "e", "payload": {}})
     assert reply["type"] == "ack" and reply["offset"] == 1

@@ -81,3 +81,24 @@ async def test_a_failing_credential_check_keeps_the_connection_and_checks_again(
     await store.revoke(record.key_id)                # and the checks still run afterwards
     err, close = await _closed_with(ws, timeout=4)
     assert err["error"]["code"] == "unauthorized" and close.data == 4001
+
+
+async def test_a_user_token_connects_within_its_channels_publishes_as_its_user_and_an_expired_one_is_refused(
+        gateway_server, http, make_key):
+    secret = await make_key()
+    token = issue_user_token(secret, user_id="usr_abc", channels=["chat:*"], expires_in=60)
+    user = await http.ws_connect(gateway_server.ws_url, params={"token": token})
+    await join(user, "chat:room")
+    assert (await request(user, {"type": "join", "channel": "orders:1"}))["error"]["code"] == "forbidden"
+    before_ack: list[dict] = []   # a publisher joined to the channel gets its message before the ack
+    ack = await request(user, {"type": "publish", "channel": "chat:room", "event": "message",
+                               "payload": {"text": "hola"}}, others=before_ack)
+    assert ack["type"] == "ack" and len(before_ack) == 1, (ack, before_ack)
+    msg = before_ack[0]
+    assert msg["type"] == "message" and msg["publisher"] == "usr_abc", msg   # who sent it, from the token
+
+    expired = issue_user_token(secret, user_id="usr_abc", channels=["chat:*"], expires_in=-10)
+    ws = await http.ws_connect(gateway_server.ws_url, params={"token": expired})
+    err, close = await _closed_with(ws, timeout=5)
+    assert err["error"]["code"] == "unauthorized" and "expired" in err["error"]["message"]
+    assert close.data == 4001

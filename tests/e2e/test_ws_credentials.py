@@ -97,7 +97,8 @@ async def test_a_user_token_connects_within_its_channels_publishes_as_its_user_a
     msg = before_ack[0]
     assert msg["type"] == "message" and msg["publisher"] == "usr_abc", msg   # who sent it, from the token
 
-    expired = issue_user_token(secret, user_id="usr_abc", channels=["chat:*"], expires_in=-10)
+    expired = issue_user_token(secret, user_id="usr_abc", channels=["chat:*"], expires_in=1)
+    await asyncio.sleep(1.1)
     ws = await http.ws_connect(gateway_server.ws_url, params={"token": expired})
     err, close = await _closed_with(ws, timeout=5)
     assert err["error"]["code"] == "unauthorized" and "expired" in err["error"]["message"]

@@ -282,3 +282,121 @@ def test_a_filter_compiled_for_another_table_is_refused():
     else:
         raise AssertionError("accepted")
     assert len(index) == 0
+
+
+# ------------------------------------------------------------------ range grid == linear evaluation
+
+_LOWS = ["-50", "-1", "0", "0.1", "0.1000000000000000000001", "3", "7.25", "8", "63", "1000", "123456.78", "1000000000000"]
+_WIDTHS = ["0", "0.000000000001", "0.000000001", "0.5", "1", "7", "8", "9", "63", "64", "65", "511", "4096", "1000000"]
+_NUDGES = ["0", "0.0000000000000000000001", "-0.0000000000000000000001", "0.5", "-0.5", "1", "-1", "8", "64", "100"]
+
+
+@st.composite
+def _range_filters(draw):
+    lo = Decimal(draw(st.sampled_from(_LOWS)))
+    hi = lo + Decimal(draw(st.sampled_from(_WIDTHS)))
+    lo_s, hi_s = format(lo, "f"), format(hi, "f")
+    form = draw(st.sampled_from(["between", "ge_lt", "gt_le", "gt_lt", "general", "ts"]))
+    if form == "between":
+        return f"amount BETWEEN {lo_s} AND {hi_s}"
+    if form == "ge_lt":
+        return f"amount >= {lo_s} AND amount < {hi_s}"
+    if form == "gt_le":
+        return f"amount > {lo_s} AND amount <= {hi_s}"
+    if form == "gt_lt":
+        return f"{lo_s} < amount AND amount < {hi_s}"
+    if form == "general":  # a range plus a condition that is not indexed: decided by the filter
+        return f"amount BETWEEN {lo_s} AND {hi_s} AND note IS NULL"
+    days = draw(st.integers(0, 3))
+    return f"ts >= '2026-01-01' AND ts <= '{(T0 + timedelta(days=days, hours=draw(st.sampled_from([0, 12])))).isoformat()}'"
+
+
+@st.composite
+def _range_amounts(draw):
+    kind = draw(st.integers(0, 9))
+    if kind == 0:
+        return draw(st.sampled_from([None, "NaN", "Infinity", "-Infinity"]))
+    base = Decimal(draw(st.sampled_from(_LOWS)))
+    if kind < 5:  # near a high bound
+        base += Decimal(draw(st.sampled_from(_WIDTHS)))
+    return format(base + Decimal(draw(st.sampled_from(_NUDGES))), "f")
+
+
+_RANGE_ROWS = st.builds(row, id=st.integers(1, 3), amount=_range_amounts(),
+                        ts=st.sampled_from([None, T0, T0 + timedelta(days=1), T0 + timedelta(days=1, hours=12),
+                                            T0 + timedelta(days=3, microseconds=1), "infinity"]),
+                        note=st.sampled_from([None, "n"]))
+
+
+@st.composite
+def _range_events(draw):
+    kind = draw(st.sampled_from(["INSERT", "UPDATE", "UPDATE", "DELETE"]))
+    new, old = draw(_RANGE_ROWS), draw(_RANGE_ROWS)
+    if kind == "INSERT":
+        return insert(new)
+    if kind == "DELETE":
+        return delete(old, complete=draw(st.booleans()))
+    if draw(st.booleans()):
+        return update(new, old=dict(old, id=new["id"]), complete=True)
+    return update(new)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_full(text):
+    return compile_filter(text, FULL)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=st.lists(st.tuples(st.sampled_from(["add", "add", "add", "remove", "match", "match"]), st.integers(0, 11),
+                              st.one_of(st.none(), _range_filters()),
+                              st.sampled_from([ALL_EVENTS, frozenset({"UPDATE"}), frozenset({"INSERT", "DELETE"})]),
+                              _range_events()), min_size=1, max_size=60))
+def test_range_index_agrees_with_linear_evaluation_under_interleaved_changes(ops):
+    """Random ranges of every width, values on, just inside and just outside their bounds (closer
+    than a float can tell), NaN and infinities, subscriptions added and removed between changes."""
+    index = SubscriptionIndex(FULL)
+    subs = {}
+    for op, sub, flt_text, evs, event in ops:
+        if op == "add":
+            flt = None if flt_text is None else _compiled_full(flt_text)
+            index.add(sub, flt, evs)
+            subs[sub] = (flt, evs)
+        elif op == "remove":
+            index.remove(sub)
+            subs.pop(sub, None)
+        else:
+            assert sorted(index.match(event), key=repr) == _linear(subs, event), event
+    assert len(index) == len(subs)
+    for sub in list(subs):
+        index.remove(sub)
+    assert index._ranges == {} and index._groups == {}  # nothing left behind
+
+
+def test_range_bounds_are_exact_on_every_side_of_every_cell():
+    """Ranges of many widths and both inclusivities, probed exactly on, just inside and just
+    outside each bound (differences a float cannot tell), and in the cells around them; INSERT and
+    UPDATE with the full old row must agree with evaluating every filter."""
+    lows = ["-1", "0.1", "0.1000000000000000000001", "3", "7.25", "63", "123456.78", "1000000000000"]
+    widths = ["0", "0.000000001", "0.5", "7", "8", "9", "64", "4096"]
+    subs = {}
+    index = SubscriptionIndex(FULL)
+    bounds = set()
+    for lo_s in lows:
+        for w in widths:
+            lo, hi = Decimal(lo_s), Decimal(lo_s) + Decimal(w)
+            bounds |= {lo, hi}
+            lo_f, hi_f = format(lo, "f"), format(hi, "f")
+            for form in (f"amount BETWEEN {lo_f} AND {hi_f}", f"amount > {lo_f} AND amount < {hi_f}",
+                         f"amount >= {lo_f} AND amount < {hi_f}", f"amount > {lo_f} AND amount <= {hi_f}"):
+                subs[form] = (_compiled_full(form), ALL_EVENTS)
+                index.add(form, subs[form][0])
+    assert index._scan == {}  # all on the grid
+    nudges = [Decimal(n) for n in ("0", "1e-22", "-1e-22", "0.5", "-0.5", "-4")]
+    probes = sorted({b + n for b in bounds for n in nudges})
+    for i, p in enumerate(probes):
+        ev = insert(row(amount=format(p, "f")))
+        assert sorted(index.match(ev), key=repr) == _linear(subs, ev), p
+        other = probes[(i * 7 + 3) % len(probes)]
+        old = row(amount=format(other, "f"))
+        ev = update(row(amount=format(p, "f")), old=old, complete=True)
+        assert sorted(index.match(ev), key=repr) == _linear(subs, ev), (p, other)

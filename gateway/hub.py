@@ -76,13 +76,13 @@ class Outbox:
         """Wait until nothing waits in our queue (what the socket buffers is fine), for paced
         bulk sends such as a replay. False if the outbox closed or, after ``timeout`` s without
         draining, it was given up on as a slow consumer."""
-        waited = 0.0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         while self._backlog and not self.closed:
-            if waited >= timeout:
+            if loop.time() >= deadline:
                 self.overflow()
                 break
             await asyncio.sleep(self._POLL)
-            waited += self._POLL
         return not self.closed
 
     def close(self) -> None:

@@ -355,8 +355,13 @@ class _RangeGrid:
         v = view.get(column, _MISSING)
         if v is None:
             return
-        try:
-            kv, f = self._float_of(v)
+        try:  # _float_of, inlined: this runs for every change
+            if v is _MISSING:
+                raise ValueError
+            kv = self.key(v) if self.key else v
+            f = self.to_float(kv)
+            if f - f != 0.0:
+                raise ValueError
         except _UNPLACEABLE:  # absent, NaN, infinite: every range of the column decides for itself
             for g in self.groups.values():
                 _emit(g, view, typ, out)
@@ -517,15 +522,17 @@ class SubscriptionIndex:
         TRUNCATE: every subscription that asked for TRUNCATE, whatever its filter.
         """
         typ = event.type
-        out: list[Match] = []
+        if typ == "INSERT":
+            return self._match_one(event.record or {}, typ)
         if typ == "TRUNCATE":
+            out: list[Match] = []
             for g in self._groups.values():
                 if typ in g.events:
-                    out.extend(g.matches(None))
+                    out.extend(g.plain)
             return out
         new, old = _views(event, self.schema)
         if typ != "UPDATE":
-            return self._match_one(new if typ == "INSERT" else old, typ)
+            return self._match_one(old, typ)
         return self._match_update(new, old, typ)
 
     def _match_update(self, new: dict, old: dict | None, typ: str) -> list[Match]:

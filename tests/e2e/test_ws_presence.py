@@ -53,13 +53,19 @@ async def test_track_needs_a_joined_channel_and_a_user_object(ws_connect, make_k
     assert err["error"]["code"] == "invalid_request" and "user" in err["error"]["message"]
 
 
-async def test_leave_untracks(ws_connect, make_key):
+async def _pedro_tracked_and_watched(ws_connect, make_key, channel):
+    """Two clients joined to ``channel``: ``a`` tracks PEDRO, ``b`` has seen the join diff."""
     key = await make_key()
     a, b = await ws_connect(key), await ws_connect(key)
-    await _join(a, "room")
-    await _join(b, "room")
-    await request(a, {"type": "track", "channel": "room", "user": PEDRO})
-    assert (await next_frame(b))["event"] == "join"
+    await _join(a, channel)
+    await _join(b, channel)
+    await request(a, {"type": "track", "channel": channel, "user": PEDRO})
+    assert await next_frame(b) == {"type": "presence_diff", "channel": channel, "event": "join", "user": PEDRO}
+    return a, b
+
+
+async def test_leave_untracks(ws_connect, make_key):
+    a, b = await _pedro_tracked_and_watched(ws_connect, make_key, "room")
     await request(a, {"type": "leave", "channel": "room"})
     assert await next_frame(b) == {"type": "presence_diff", "channel": "room", "event": "leave", "user": PEDRO}
 
@@ -68,12 +74,7 @@ async def test_a_connection_reset_without_a_close_frame_is_a_leave(ws_connect, m
     import socket
     import struct
 
-    key = await make_key()
-    a, b = await ws_connect(key), await ws_connect(key)
-    await _join(a, "chat:reset")
-    await _join(b, "chat:reset")
-    await request(a, {"type": "track", "channel": "chat:reset", "user": PEDRO})
-    assert (await next_frame(b))["event"] == "join"
+    a, b = await _pedro_tracked_and_watched(ws_connect, make_key, "chat:reset")
     # drop a's TCP connection with a reset: no WebSocket close frame, no FIN
     transport = a._response.connection.transport
     transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

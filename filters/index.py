@@ -262,8 +262,9 @@ class _RangeGrid:
     def __init__(self, hint: RangeHint) -> None:
         self.key = hint.key
         self.to_float = hint.to_float
-        # s -> cell -> ({id: covering group}, {id: simple entry}, {id: general entry}); an entry is
-        # (float lo, float hi, group, exact bounds or None)
+        # s -> cell -> ({id: covering group's Match list}, {id: simple entry}, {id: general entry});
+        # simple: (float lo, float hi, Match list, exact bounds, group); general: (lo, hi, group, None).
+        # Match lists are held directly: one pointer less to chase per change
         self.classes: dict[int, dict[int, tuple[dict, dict, dict]]] = {}
         self.counts: dict[int, int] = {}  # s -> groups filed in that class
         self.groups: dict[int, _Group] = {}
@@ -284,7 +285,7 @@ class _RangeGrid:
         s, first, last = place
         cells = self.classes.setdefault(s, {})
         simple = hint.exact is not None and g.events is ALL_EVENTS
-        entry = (hint.low, hint.high, g, hint.exact)
+        entry = (hint.low, hint.high, g.plain, hint.exact, g) if simple else (hint.low, hint.high, g, None)
         for c in range(first, last + 1):
             cell = cells.get(c)
             if cell is None:
@@ -292,7 +293,7 @@ class _RangeGrid:
             if not simple:
                 cell[2][id(g)] = entry
             elif first < c < last:
-                cell[0][id(g)] = g
+                cell[0][id(g)] = g.plain
             else:
                 cell[1][id(g)] = entry
         self.counts[s] = self.counts.get(s, 0) + 1
@@ -339,8 +340,10 @@ class _RangeGrid:
             cell = cells.get(floor(ldexp(f, -s)))
             if cell is None:
                 continue
-            true.update(cell[0])
-            for gid, (lo, hi, g, exact) in cell[1].items():
+            groups = self.groups
+            for gid in cell[0]:
+                true[gid] = groups[gid]
+            for gid, (lo, hi, _, exact, g) in cell[1].items():
                 if lo < f < hi:
                     true[gid] = g
                 elif lo == f or f == hi:
@@ -372,15 +375,15 @@ class _RangeGrid:
             if cell is None:
                 continue
             covering, simple, general = cell
-            for g in covering.values():
-                out.extend(g.plain)
-            for lo, hi, g, exact in simple.values():
+            for plain in covering.values():
+                out.extend(plain)
+            for lo, hi, plain, exact, _ in simple.values():
                 if lo < f < hi:
-                    out.extend(g.plain)
+                    out.extend(plain)
                 elif lo == f or f == hi:  # on a float bound: the exact bounds decide
                     elo, elo_incl, ehi, ehi_incl = exact
                     if (elo <= kv if elo_incl else elo < kv) and (kv <= ehi if ehi_incl else kv < ehi):
-                        out.extend(g.plain)
+                        out.extend(plain)
             for lo, hi, g, _ in general.values():
                 if lo <= f <= hi:
                     _emit(g, view, typ, out)

@@ -5,16 +5,20 @@ change. Each group sits in exactly one place:
 
 - an **equality bucket** ``(column, key)`` when a top-level conjunct is ``column = v`` or
   ``column IN (...)`` (one bucket per value); a change looks up its own value: O(1);
-- a **range grid** cell when top-level conjuncts bound a numeric/date/timestamp column on both
-  sides (``amount BETWEEN 10 AND 20``, ``ts >= a AND ts < b``): a range narrower than ``2**k`` is
-  filed in width class k under ``floor(low / 2**k)`` and ``floor(high / 2**k)``; a change looks at
-  one cell per class;
+- a **range grid** when top-level conjuncts bound a numeric/date/timestamp column on both sides
+  (``amount BETWEEN 10 AND 20``, ``ts >= a AND ts < b``): a range of width w is filed in the
+  size class s (a multiple of 3) with ``2**s <= w < 8 * 2**s``, in every cell ``floor(x / 2**s)``
+  it overlaps (at most 10); a change looks at one cell per class. Cells strictly inside a range
+  need no check at all, the end cells a float comparison (exact bounds only when the value's
+  float equals a bound);
 - the **scan** set otherwise (OR at the top, one-sided ranges, LIKE, ...): evaluated every change.
 
 Buckets and cells only select candidates; every candidate is then decided by the filter itself
-(or, for a filter that is just the indexed equality or range, by the hit and its bounds). Add and remove are O(1)
-amortised (O(values) for an IN list). ``match`` semantics (UPDATE transitions, DELETE without the
-old row, unchanged TOAST) are in docs/filters.md and ``SubscriptionIndex.match``.
+(or, for a filter that is just the indexed equality or range, by the hit and its bounds). Each
+group keeps its Match list current as subscriptions come and go, so a change never builds one.
+Add and remove are O(1) amortised (O(values) for an IN list). ``match`` semantics (UPDATE
+transitions, DELETE without the old row, unchanged TOAST) are in docs/filters.md and
+``SubscriptionIndex.match``.
 """
 
 from __future__ import annotations
@@ -229,24 +233,12 @@ class _Buckets:
             self.fast[k] = decided
         return decided, undecided
 
-    def candidates(self, view: dict, column: str) -> Iterable[_Group]:
-        v = view.get(column, _MISSING)
-        if v is _MISSING:
-            return self.groups.values()
-        if v is None:
-            return ()
-        try:
-            b = self.by_value.get(self.key(v) if self.key else v)
-        except _UNPLACEABLE:
-            return self.groups.values()
-        return b.groups.values() if b else ()
-
 
 class _RangeGrid:
     """Two-sided ranges of one column, on a grid of cells per *size class*.
 
     A range of float width w is filed in class s with ``2**s <= w < 8 * 2**s`` (s a multiple of 3),
-    in every cell ``floor(x / 2**s)`` from its low to its high end: at most 9 cells, so add and
+    in every cell ``floor(x / 2**s)`` from its low to its high end: at most 10 cells, so add and
     remove are O(1). A value looks at one cell per class present.
 
     The float bounds are monotone images of the exact ones, so a value whose float lies *strictly*

@@ -11,7 +11,7 @@ column's type, like a quoted SQL literal)::
     item       := column '.' condition | ['not.'] ('and' | 'or') '(' list ')'
 
 ``like``/``ilike`` take ``*`` for ``%``; ``in.(a,b,"c,d")`` quotes values holding , ( ) or ", and
-so may a value inside ``and(...)`` / ``or(...)`` (``or=(a.eq."x,y",b.eq.1)``; ``\`` escapes);
+so may a value inside ``and(...)`` / ``or(...)`` (``or=(a.eq."x,y",b.eq.1)``; a backslash escapes);
 ``is`` takes null, not_null, true, false, unknown.
 """
 

@@ -131,30 +131,31 @@ class _Bucket:
     """The groups filed under one (column, value), with per-event-type results cached: the Match
     list of groups the hit decides by itself, and the groups that still need their filter."""
 
-    __slots__ = ("groups", "_cache", "_stay")
+    __slots__ = ("groups", "_cache", "_trans")
 
     def __init__(self) -> None:
         self.groups: dict[int, _Group] = {}
         self._cache: dict[str, tuple[list[Match], list[_Group], list[_Group]]] | None = None
-        self._stay: dict[str, list[Match]] | None = None
+        self._trans: dict[tuple[str, Transition], list[Match]] | None = None
 
     def changed(self) -> None:
-        self._cache = self._stay = None
+        self._cache = self._trans = None
 
     def resolved(self, typ: str) -> tuple[list[Match], list[_Group]]:
         """(Match list of the groups this hit decides, groups that still need their filter)."""
         r = self.resolve(typ)
         return r[0], r[1]
 
-    def resolved_stay(self, typ: str) -> tuple[list[Match], list[_Group]]:
-        """The same for an UPDATE whose old and new values both fall in this bucket."""
-        r = self.resolve(typ)
-        if self._stay is None:
-            self._stay = {}
-        stay = self._stay.get(typ)
-        if stay is None:
-            stay = self._stay[typ] = [m for g in r[2] for m in g.matches("stay")]
-        return stay, r[1]
+    def transition(self, typ: str, t: Transition) -> list[Match]:
+        """The Match list, with transition ``t``, of every group this hit decides for ``typ``."""
+        if self._trans is None:
+            self._trans = {}
+        out = self._trans.get((typ, t))
+        if out is None:
+            decided = self.resolve(typ)[2]
+            out = decided[0].matches(t) if len(decided) == 1 else [m for g in decided for m in g.matches(t)]
+            self._trans[(typ, t)] = out
+        return out
 
     def resolve(self, typ: str) -> tuple[list[Match], list[_Group], list[_Group]]:
         """(Match list of the decided groups, undecided groups, decided groups) for ``typ``."""
@@ -554,24 +555,29 @@ class SubscriptionIndex:
                 generic.update(b.groups)
                 continue
             if bn is not None and bn is bo:
-                stay, undecided = bn.resolved_stay(typ)
-                out.extend(stay)
-                for g in undecided:
+                out.extend(bn.transition(typ, "stay"))
+                for g in bn.resolve(typ)[1]:
                     generic[id(g)] = g
                 continue
+            # buckets of different values rarely share a group (an IN list holding both values)
+            disjoint = bn is None or bo is None or bo.groups.keys().isdisjoint(bn.groups)
             if bn is not None:
-                old_groups = bo.groups if bo is not None else {}
                 _, undecided, decided_groups = bn.resolve(typ)
-                for g in decided_groups:
-                    out.extend(g.matches("stay" if id(g) in old_groups else "enter"))
+                if disjoint:
+                    out.extend(bn.transition(typ, "enter"))
+                else:
+                    for g in decided_groups:
+                        out.extend(g.matches("stay" if id(g) in bo.groups else "enter"))
                 for g in undecided:
                     generic[id(g)] = g
             if bo is not None:
-                new_groups = bn.groups if bn is not None else {}
                 _, undecided, decided_groups = bo.resolve(typ)
-                for g in decided_groups:
-                    if id(g) not in new_groups:
-                        out.extend(g.matches("leave"))
+                if disjoint:
+                    out.extend(bo.transition(typ, "leave"))
+                else:
+                    for g in decided_groups:
+                        if id(g) not in bn.groups:
+                            out.extend(g.matches("leave"))
                 for g in undecided:
                     generic[id(g)] = g
         for column, grid in self._ranges.items():

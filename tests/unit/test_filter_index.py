@@ -286,7 +286,8 @@ def test_a_filter_compiled_for_another_table_is_refused():
 
 # ------------------------------------------------------------------ range grid == linear evaluation
 
-_LOWS = ["-50", "-1", "0", "0.1", "0.1000000000000000000001", "3", "7.25", "8", "63", "1000", "123456.78", "1000000000000"]
+_LOWS = ["-50", "-1", "0", "0.1", "0.1000000000000000000001", "3", "7.25", "8", "63", "1000", "123456.78",
+         "1000000000000"]
 _WIDTHS = ["0", "0.000000000001", "0.000000001", "0.5", "1", "7", "8", "9", "63", "64", "65", "511", "4096", "1000000"]
 _NUDGES = ["0", "0.0000000000000000000001", "-0.0000000000000000000001", "0.5", "-0.5", "1", "-1", "8", "64", "100"]
 
@@ -308,7 +309,8 @@ def _range_filters(draw):
     if form == "general":  # a range plus a condition that is not indexed: decided by the filter
         return f"amount BETWEEN {lo_s} AND {hi_s} AND note IS NULL"
     days = draw(st.integers(0, 3))
-    return f"ts >= '2026-01-01' AND ts <= '{(T0 + timedelta(days=days, hours=draw(st.sampled_from([0, 12])))).isoformat()}'"
+    high = T0 + timedelta(days=days, hours=draw(st.sampled_from([0, 12])))
+    return f"ts >= '2026-01-01' AND ts <= '{high.isoformat()}'"
 
 
 @st.composite

@@ -330,7 +330,10 @@ class _RangeGrid:
         general: list[_Group] = []
         ldexp, floor = math.ldexp, math.floor
         for s, cells in self.classes.items():
-            cell = cells.get(floor(ldexp(f, -s)))
+            try:
+                cell = cells.get(floor(ldexp(f, -s)))
+            except OverflowError:  # beyond every placed bound of this class: in none of its ranges
+                continue
             if cell is None:
                 continue
             groups = self.groups
@@ -364,7 +367,10 @@ class _RangeGrid:
             return
         ldexp, floor = math.ldexp, math.floor
         for s, cells in self.classes.items():
-            cell = cells.get(floor(ldexp(f, -s)))
+            try:
+                cell = cells.get(floor(ldexp(f, -s)))
+            except OverflowError:  # beyond every placed bound of this class: in none of its ranges
+                continue
             if cell is None:
                 continue
             covering, simple, general = cell

@@ -402,3 +402,19 @@ def test_range_bounds_are_exact_on_every_side_of_every_cell():
         old = row(amount=format(other, "f"))
         ev = update(row(amount=format(p, "f")), old=old, complete=True)
         assert sorted(index.match(ev), key=repr) == _linear(subs, ev), (p, other)
+
+
+def test_huge_values_next_to_tiny_ranges_are_matched_not_raised():
+    """A value far beyond the float range of a fine cell grid (1e300 next to a range 1e-9 wide)
+    is simply outside those ranges."""
+    index = SubscriptionIndex(FULL)
+    subs = {}
+    for i, text in enumerate(["amount BETWEEN 1e-9 AND 2e-9", "amount BETWEEN 0 AND 1e300",
+                              "amount BETWEEN -1e299 AND 5", "amount BETWEEN 1e-9 AND 2e-9 AND note IS NULL"]):
+        subs[i] = (_compiled_full(text), ALL_EVENTS)
+        index.add(i, subs[i][0])
+    for probe in ["1e300", "-1e300", "1e299", "0.0000000015"]:
+        ev = insert(row(amount=probe, note=None))
+        assert sorted(index.match(ev), key=repr) == _linear(subs, ev), probe
+        ev = update(row(amount=probe, note=None), old=row(amount="1e-9", note=None), complete=True)
+        assert sorted(index.match(ev), key=repr) == _linear(subs, ev), probe

@@ -272,12 +272,7 @@ class _Compiler:
             return _or_fast([p[0] for p in parts]), _fold_slow([p[1] for p in parts], _OR_TABLE)
         if isinstance(n, Not):
             fast, slow = self.node(n.item)
-
-            def not_fast(r: dict, f: Leaf = fast) -> Any:
-                v = f(r)
-                return None if v is None else not v
-
-            return not_fast, (lambda r, s=slow: _NOT_MASK[s(r)])
+            return _not_fast(fast), (lambda r, s=slow: _NOT_MASK[s(r)])
         leaf = self.leaf(n)
         return leaf, _slow_leaf(leaf)
 
@@ -329,14 +324,7 @@ class _Compiler:
         else:  # literals of several domains: OR of equalities
             eqs = [_compare_leaf(o, "eq") for o in ops]
             in_leaf = _or_fast(eqs)
-        if not n.negated:
-            return in_leaf
-
-        def not_in(r: dict, f: Leaf = in_leaf) -> Any:
-            v = f(r)
-            return None if v is None else not v
-
-        return not_in
+        return _not_fast(in_leaf) if n.negated else in_leaf
 
     def between(self, n: Between) -> Leaf:
         op = ("NOT " if n.negated else "") + "BETWEEN" + (" SYMMETRIC" if n.symmetric else "")
@@ -348,14 +336,7 @@ class _Compiler:
             lo2 = _compare_leaf(self.operand(n.column, n.high, op, n.pos), "gte")
             hi2 = _compare_leaf(self.operand(n.column, n.low, op, n.pos), "lte")
             leaf = _or_fast([leaf, _and_fast([lo2, hi2])])
-        if not n.negated:
-            return leaf
-
-        def not_between(r: dict, f: Leaf = leaf) -> Any:
-            v = f(r)
-            return None if v is None else not v
-
-        return not_between
+        return _not_fast(leaf) if n.negated else leaf
 
     def is_bool(self, n: IsBool) -> Leaf:
         col, fam = self.column(n.column, n.pos)
@@ -532,6 +513,16 @@ def _compare_leaf(o: _Operand, op: str) -> Leaf:
     if op == "gt":
         return lambda r: None if (v := r[c]) is None else key(v) > L
     return lambda r: None if (v := r[c]) is None else key(v) >= L
+
+
+def _not_fast(f: Leaf) -> Leaf:
+    """SQL NOT: NULL stays NULL."""
+
+    def negated(r: dict) -> Any:
+        v = f(r)
+        return None if v is None else not v
+
+    return negated
 
 
 def _and_fast(fs: list[Leaf]) -> Leaf:

@@ -71,11 +71,12 @@ def sql(dsn: str, *statements: str) -> None:
 
 
 def slot_state(dsn: str, slot: str) -> tuple[int, bool] | None:
-    """(confirmed_flush_lsn as int, active) of a slot, or None when it does not exist."""
+    """(confirmed_flush_lsn as int, active) of a slot, or None when it does not exist (yet: a slot
+    being created shows with a NULL confirmed_flush_lsn until it reaches its consistent point)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute("SELECT confirmed_flush_lsn - '0/0'::pg_lsn, active FROM pg_replication_slots"
                            " WHERE slot_name = %s", (slot,)).fetchone()
-    return None if row is None else (int(row[0]), row[1])
+    return None if row is None or row[0] is None else (int(row[0]), row[1])
 
 
 def current_lsn(dsn: str) -> int:

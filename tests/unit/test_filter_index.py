@@ -201,6 +201,23 @@ def events(draw):
     return update(new, toast=toast)
 
 
+def _replay_against_linear(index, ops, compile_filter):
+    """Apply (op, sub, filter text, events, change) steps; every match must equal _linear's."""
+    subs = {}
+    for op, sub, flt_text, evs, event in ops:
+        if op == "add":
+            flt = None if flt_text is None else compile_filter(flt_text)
+            index.add(sub, flt, evs)
+            subs[sub] = (flt, evs)
+        elif op == "remove":
+            index.remove(sub)
+            subs.pop(sub, None)
+        else:
+            assert sorted(index.match(event), key=repr) == _linear(subs, event), event
+    assert len(index) == len(subs)
+    return subs
+
+
 def _linear(subs, event):
     """The reference: every filter evaluated on the row views, per the documented rules."""
     out = []
@@ -247,18 +264,7 @@ def _compiled(text):
                               events()), min_size=1, max_size=40))
 def test_index_agrees_with_linear_evaluation(ops):
     index = SubscriptionIndex(SCHEMA)
-    subs = {}
-    for op, sub, flt_text, evs, event in ops:
-        if op == "add":
-            flt = None if flt_text is None else _compiled(flt_text)
-            index.add(sub, flt, evs)
-            subs[sub] = (flt, evs)
-        elif op == "remove":
-            index.remove(sub)
-            subs.pop(sub, None)
-        else:
-            assert sorted(index.match(event), key=repr) == _linear(subs, event), event
-    assert len(index) == len(subs)
+    _replay_against_linear(index, ops, _compiled)
 
 
 def test_range_grid_finds_ranges_of_every_width():
@@ -357,18 +363,7 @@ def test_range_index_agrees_with_linear_evaluation_under_interleaved_changes(ops
     """Random ranges of every width, values on, just inside and just outside their bounds (closer
     than a float can tell), NaN and infinities, subscriptions added and removed between changes."""
     index = SubscriptionIndex(FULL)
-    subs = {}
-    for op, sub, flt_text, evs, event in ops:
-        if op == "add":
-            flt = None if flt_text is None else _compiled_full(flt_text)
-            index.add(sub, flt, evs)
-            subs[sub] = (flt, evs)
-        elif op == "remove":
-            index.remove(sub)
-            subs.pop(sub, None)
-        else:
-            assert sorted(index.match(event), key=repr) == _linear(subs, event), event
-    assert len(index) == len(subs)
+    subs = _replay_against_linear(index, ops, _compiled_full)
     for sub in list(subs):
         index.remove(sub)
     assert index._ranges == {} and index._groups == {}  # nothing left behind

@@ -433,6 +433,17 @@ def test_tables_filter_keeps_empty_transactions_for_progress(cap, plugin):
 # ---------------------------------------------------------------------------------------------
 # protocol v2: streamed large transactions
 
+def _streamed_message_kinds(cap) -> list[bytes]:
+    """The pgoutput message types (first byte) of the slot's pending changes, decoded with protocol
+    v2 streaming and a 64kB work_mem, so large transactions are streamed (peek: nothing consumed)."""
+    with psycopg.connect(cap.dsn, autocommit=True) as c:
+        c.execute("SET logical_decoding_work_mem = '64kB'")
+        return [bytes(d)[:1] for (d,) in c.execute(
+            "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, NULL, NULL, 'proto_version', '2',"
+            " 'publication_names', %s, 'streaming', 'on')",
+            (cap.slots["pgoutput"], cap.publication)).fetchall()]
+
+
 def test_v2_streams_large_transaction_and_drops_aborted_ones(cap):
     cap.sql("CREATE TABLE big (id int PRIMARY KEY, pad text)")
     cap.read("pgoutput", protocol_version=2)
@@ -450,12 +461,7 @@ def test_v2_streams_large_transaction_and_drops_aborted_ones(cap):
 
     # prove the server really streamed both (StreamStart, and StreamAbort for the rolled-back
     # transaction and the rolled-back savepoint), then decode
-    with psycopg.connect(cap.dsn, autocommit=True) as c:
-        c.execute("SET logical_decoding_work_mem = '64kB'")
-        kinds = [bytes(d)[:1] for (d,) in c.execute(
-            "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, NULL, NULL, 'proto_version', '2',"
-            " 'publication_names', %s, 'streaming', 'on')",
-            (cap.slots["pgoutput"], cap.publication)).fetchall()]
+    kinds = _streamed_message_kinds(cap)
     assert kinds.count(b"S") >= 2 and kinds.count(b"A") >= 2 and kinds.count(b"c") == 1
     txns = cap.read("pgoutput", protocol_version=2, work_mem="64kB")
     evs = changes(txns, "big")
@@ -473,11 +479,6 @@ def test_v2_streams_large_transaction_and_drops_aborted_ones(cap):
 def test_v2_stream_messages_really_appear(cap):
     cap.sql("CREATE TABLE big (id int PRIMARY KEY, pad text)")
     cap.sql("INSERT INTO big SELECT i, repeat('p', 200) FROM generate_series(1, 2000) i")
-    with psycopg.connect(cap.dsn, autocommit=True) as c:
-        c.execute("SET logical_decoding_work_mem = '64kB'")
-        kinds = [bytes(d)[:1] for (d,) in c.execute(
-            "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, NULL, NULL, 'proto_version', '2',"
-            " 'publication_names', %s, 'streaming', 'on')",
-            (cap.slots["pgoutput"], cap.publication)).fetchall()]
+    kinds = _streamed_message_kinds(cap)
     assert b"S" in kinds and b"E" in kinds and kinds[-1] == b"c"
     assert b"B" not in kinds[kinds.index(b"S"):]

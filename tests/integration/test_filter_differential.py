@@ -192,26 +192,32 @@ def _postgres_says(conn, where: str) -> tuple[list | None, str | None]:
         return None, f"{type(e).__name__}: {str(e).splitlines()[0]}"
 
 
+def _assert_agrees_with_postgres(conn, schema, rows, spec, where: str) -> None:
+    """Our compiled ``spec`` and Postgres evaluating ``where`` (its SQL) give the same value on every row.
+
+    We may refuse what Postgres accepts only for the documented unsupported corners; we must refuse
+    what Postgres refuses (at registration, with a message)."""
+    records = _load_rows(conn, rows)
+    expected, pg_error = _postgres_says(conn, where)
+    try:
+        flt = compile_filter(spec, schema)
+    except FilterError as e:
+        event("refused by both" if pg_error else "refused by us only (documented)")
+        assert pg_error is not None or _documented_refusal(str(e)), f"we refused {spec!r} ({e}); Postgres accepts {where}"
+        return
+    assert pg_error is None, f"we accepted {spec!r} but Postgres refuses {where}: {pg_error}"
+    got = [flt.sql_value(r) for r in records]
+    event("accepted: some rows match" if True in got else "accepted: no row matches")
+    assert got == expected, f"filter {spec!r} = {where}\nrows {records}\nours {got}\npostgres {expected}"
+
+
 @pytest.mark.slow
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                                    HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(row_values, min_size=1, max_size=6), where=expr())
 def test_compiled_filter_agrees_with_postgres(diff_db, rows, where):
     conn, schema = diff_db
-    records = _load_rows(conn, rows)
-    expected, pg_error = _postgres_says(conn, where)
-    try:
-        flt = compile_filter(where, schema)
-    except FilterError as e:
-        # we may refuse what Postgres accepts only for the documented unsupported corners;
-        # we must refuse what Postgres refuses (at registration, with a message)
-        event("refused by both" if pg_error else "refused by us only (documented)")
-        assert pg_error is not None or _documented_refusal(str(e)), f"we refused {where!r} ({e}); Postgres accepts it"
-        return
-    assert pg_error is None, f"we accepted {where!r} but Postgres refuses it: {pg_error}"
-    got = [flt.sql_value(r) for r in records]
-    event("accepted: some rows match" if True in got else "accepted: no row matches")
-    assert got == expected, f"filter {where!r}\nrows {records}\nours {got}\npostgres {expected}"
+    _assert_agrees_with_postgres(conn, schema, rows, where, where)
 
 
 def _documented_refusal(message: str) -> bool:
@@ -377,18 +383,7 @@ def test_object_and_postgrest_filters_agree_with_postgres(diff_db, rows, spec):
     except FilterError as e:
         pytest.fail(f"generated filter {spec!r} did not parse: {e}")
     where = to_sql(node)
-    records = _load_rows(conn, rows)
-    expected, pg_error = _postgres_says(conn, where)
-    try:
-        flt = compile_filter(spec, schema)
-    except FilterError as e:
-        event("refused by both" if pg_error else "refused by us only (documented)")
-        assert pg_error is not None or _documented_refusal(str(e)), f"we refused {spec!r} ({e}); Postgres accepts {where}"
-        return
-    assert pg_error is None, f"we accepted {spec!r} but Postgres refuses {where}: {pg_error}"
-    got = [flt.sql_value(r) for r in records]
-    event("accepted: some rows match" if True in got else "accepted: no row matches")
-    assert got == expected, f"filter {spec!r} = {where}\nrows {records}\nours {got}\npostgres {expected}"
+    _assert_agrees_with_postgres(conn, schema, rows, spec, where)
 
 
 # ------------------------------------------------------------------ the index on real change events
